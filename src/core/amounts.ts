@@ -1,0 +1,120 @@
+import { MeterError } from "./errors.js";
+
+/**
+ * Amounts are integers in a counter's base unit (a token, a cent, …), end to end.
+ * These checks are the single gate every public function passes its numbers through.
+ */
+export const MAX_AMOUNT = Number.MAX_SAFE_INTEGER;
+
+export interface AmountRule {
+  /** Accept 0 (e.g. a commit of nothing). Default false. */
+  allowZero?: boolean;
+  /** Accept negative values (adjustments). Default false. */
+  allowNegative?: boolean;
+}
+
+/** Returns `value` if it is a safe integer obeying `rule`, else throws `invalid_request` naming `name`. */
+export function assertAmount(value: unknown, name: string, rule: AmountRule = {}): number {
+  if (typeof value !== "number") {
+    throw new MeterError("invalid_request", `${name} must be a number, got ${describe(value)}.`, { field: name });
+  }
+  if (!Number.isFinite(value)) {
+    throw new MeterError("invalid_request", `${name} must be finite, got ${String(value)}.`, { field: name });
+  }
+  if (!Number.isInteger(value)) {
+    throw new MeterError("invalid_request", `${name} must be a whole number of base units, got ${value}.`, { field: name });
+  }
+  if (Math.abs(value) > MAX_AMOUNT) {
+    throw new MeterError("invalid_request", `${name} must be at most 2^53 - 1 in size, got ${value}.`, { field: name });
+  }
+  if (Object.is(value, -0)) return assertAmount(0, name, rule);
+  if (value < 0 && !rule.allowNegative) {
+    throw new MeterError("invalid_request", `${name} must not be negative, got ${value}.`, { field: name });
+  }
+  if (value === 0 && !rule.allowZero) {
+    throw new MeterError("invalid_request", `${name} must be greater than zero.`, { field: name });
+  }
+  return value;
+}
+
+/** Ids (users, reservations, counters, keys): non-empty strings of at most 255 characters, no control characters. */
+export function assertId(value: unknown, name: string): string {
+  if (typeof value !== "string") {
+    throw new MeterError("invalid_request", `${name} must be a string, got ${describe(value)}.`, { field: name });
+  }
+  if (value.length === 0 || value.length > 255) {
+    throw new MeterError("invalid_request", `${name} must be 1 to 255 characters long.`, { field: name });
+  }
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(value) || !value.isWellFormed()) {
+    throw new MeterError("invalid_request", `${name} must not contain control characters or lone surrogates.`, { field: name });
+  }
+  return value;
+}
+
+export function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "string") return `the string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + "…" : value)}`;
+  if (typeof value === "number" || typeof value === "bigint") return String(value);
+  return typeof value;
+}
+
+/** An exact decimal: `units / 10^scale`. Parsed from strings like "0.15" or "2.5", never from floats. */
+export interface Decimal {
+  units: bigint;
+  scale: number;
+}
+
+const DECIMAL_RE = /^(0|[1-9]\d{0,17})(?:\.(\d{1,10}))?$/;
+
+/** Parses a non-negative decimal string exactly ("0.075" → 75 / 10^3). */
+export function parseDecimal(text: unknown, name = "price"): Decimal {
+  if (typeof text !== "string" || !DECIMAL_RE.test(text)) {
+    throw new MeterError("invalid_request", `${name} must be a non-negative decimal string like "0.15", got ${describe(text)}.`, { field: name });
+  }
+  const [whole, frac = ""] = text.split(".");
+  return { units: BigInt((whole ?? "0") + frac), scale: frac.length };
+}
+
+/**
+ * A running charge that carries its fractional remainder, so that over any number of calls the
+ * sum of integer charges differs from the exact sum by less than one base unit.
+ * The state is a rational remainder `carry / denominator` with `0 <= carry < denominator`.
+ */
+export interface Carry {
+  numerator: bigint;
+  denominator: bigint;
+}
+
+/**
+ * Splits an exact rational `numerator / denominator` plus a carried remainder into a whole
+ * charge and the new remainder. Rounds down and carries; the carry never reaches one unit.
+ */
+export function chargeWithCarry(numerator: bigint, denominator: bigint, carry?: Carry): { charge: number; carry: Carry } {
+  if (denominator <= 0n) throw new MeterError("internal", "denominator must be positive");
+  let num = numerator;
+  let den = denominator;
+  if (carry && carry.numerator !== 0n) {
+    const l = lcm(den, carry.denominator);
+    num = num * (l / den) + carry.numerator * (l / carry.denominator);
+    den = l;
+  }
+  const whole = num / den;
+  const rest = num - whole * den;
+  const g = gcd(rest, den);
+  const next: Carry = rest === 0n ? { numerator: 0n, denominator: 1n } : { numerator: rest / g, denominator: den / g };
+  if (whole > BigInt(MAX_AMOUNT)) throw new MeterError("invalid_request", "charge exceeds 2^53 - 1 base units");
+  return { charge: Number(whole), carry: next };
+}
+
+function gcd(a: bigint, b: bigint): bigint {
+  a = a < 0n ? -a : a;
+  b = b < 0n ? -b : b;
+  while (b) [a, b] = [b, a % b];
+  return a || 1n;
+}
+
+function lcm(a: bigint, b: bigint): bigint {
+  return (a / gcd(a, b)) * b;
+}

@@ -1,0 +1,34 @@
+export { ERROR_CODES, MeterError, LimitReachedError, errorFromBody, isErrorCode } from "./errors.js";
+export type { ErrorCode, ErrorBody, ErrorDetails } from "./errors.js";
+export { MAX_AMOUNT, assertAmount, assertId, parseDecimal, chargeWithCarry } from "./amounts.js";
+export type { AmountRule, Decimal, Carry } from "./amounts.js";
+export { FINE_PER_UNIT, fineCostOfTokens, fineCostOfUsage, priceOf, ceilFine, chargeFine } from "./pricing.js";
+export { periodBounds } from "./periods.js";
+export type { PeriodBounds } from "./periods.js";
+export type {
+  Unit,
+  Period,
+  Anchor,
+  LimitGroup,
+  PlanDefinition,
+  MeterDefinition,
+  ModelPrice,
+  PriceTable,
+  TokenUsage,
+  CounterUsage,
+  Usage,
+  ReserveOptions,
+  ReserveResult,
+  CommitOptions,
+  CommitResult,
+  ReleaseResult,
+  TrackOptions,
+  TrackResult,
+  GrantOptions,
+  GrantResult,
+  AdjustOptions,
+  AdjustResult,
+  SubscriptionInput,
+  Subscription,
+  MeterApi,
+} from "./types.js";

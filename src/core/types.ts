@@ -1,0 +1,236 @@
+/** The unit of a counter: tokens, cents (money in the smallest currency unit), or a custom unit name. */
+export type Unit = "tokens" | "cents" | (string & {});
+
+/** How long a quota lasts before it renews. `none` never renews. */
+export type Period = "month" | "week" | "day" | "none";
+
+/**
+ * Where periods start: `calendar` (UTC month / ISO week starting Monday / day) or
+ * `subscription_start` (the subscription's start; a Jan 31 start renews on the last day of
+ * shorter months, then on the 31st again).
+ */
+export type Anchor = "calendar" | "subscription_start";
+
+/** A limit group (counter) of a plan. */
+export interface LimitGroup {
+  /** Human label shown in the UI. Default: the key. */
+  label?: string;
+  /** The base unit of every amount in this group. Default `"tokens"`. */
+  unit?: Unit;
+  /** Allowance per period, in base units (a safe integer ≥ 0). */
+  quota: number;
+  /** Default `"month"`. */
+  period?: Period;
+  /** Default `"calendar"`. */
+  anchor?: Anchor;
+  /**
+   * What happens when a commit reports more than its hold, or a track exceeds the balance:
+   * `"record"` (default) books the whole amount as overage usage, `"reject"` refuses a track
+   * that does not fit with `limit_reached` (a commit's overage is always recorded: the tokens
+   * were already spent).
+   */
+  overage?: "record" | "reject";
+  /**
+   * Currency of a `cents` group, for display (ISO 4217, default `"usd"`).
+   */
+  currency?: string;
+}
+
+/** A plan: a set of limit groups keyed by counter key (`tokens`, `credits`, …). */
+export interface PlanDefinition {
+  /** Human label. Default: the plan id. */
+  label?: string;
+  limits: Record<string, LimitGroup>;
+}
+
+/**
+ * A meter maps an event key (`llm.tokens`) to a counter. A key ending in `.refund` gives back
+ * to the counter of the key without the suffix and needs no definition of its own.
+ */
+export interface MeterDefinition {
+  /** The counter key this event is charged to. */
+  counter: string;
+  /**
+   * For a `cents` counter fed with token amounts: which price of the model's entry in the price
+   * table converts one token to money. Omit when amounts are already in the counter's unit.
+   */
+  price?: "input" | "cachedInput" | "output";
+}
+
+/** One model's prices, in currency units (e.g. US dollars) per million tokens, as exact decimal strings. */
+export interface ModelPrice {
+  /** Price of a million input (prompt) tokens, e.g. `"2.50"`. */
+  input: string;
+  /** Price of a million cached input tokens. Default: the input price. */
+  cachedInput?: string;
+  /** Price of a million output (completion) tokens. */
+  output: string;
+  /** ISO date the price took effect, for the record. */
+  effective?: string;
+  /** Tokenizer family, when known (`o200k_base`, `cl100k_base`); unknown families are estimated conservatively. */
+  encoding?: "o200k_base" | "cl100k_base" | "estimate";
+}
+
+/** Model id → prices. */
+export type PriceTable = Record<string, ModelPrice>;
+
+/** Token counts a provider reports for one call. */
+export interface TokenUsage {
+  inputTokens: number;
+  /** The part of `inputTokens` served from the provider's prompt cache. Default 0. */
+  cachedInputTokens?: number;
+  outputTokens: number;
+}
+
+/** One counter of a user's usage, on the wire (`GET /usage`). */
+export interface CounterUsage {
+  key: string;
+  label: string;
+  unit: Unit;
+  /** Currency of a `cents` counter (ISO 4217 lower case). */
+  currency?: string;
+  /** Allowance this period. */
+  quota: number;
+  /** Credits from grants available this period (unexpired grants, including what this period drew from them). */
+  granted: number;
+  /** Committed usage this period. */
+  used: number;
+  /** Open, unexpired holds. */
+  held: number;
+  /** `max(0, quota + granted - used - held)`. */
+  remaining: number;
+  periodStart: string | null;
+  periodEnd: string | null;
+}
+
+/** A user's balances, on the wire. */
+export interface Usage {
+  userId: string;
+  planId: string;
+  /** Grows with every change to the user's balances; a newer Usage always has a larger version. */
+  version: number;
+  updatedAt: string;
+  counters: CounterUsage[];
+}
+
+/** Options of {@link MeterApi.reserve}. */
+export interface ReserveOptions {
+  /** The model the hold is for (recorded; converts tokens to money on `price` meters). */
+  model?: string;
+  /** How long the hold lives, in milliseconds. Default: the meter's `holdTtl`. Max 24 h. */
+  ttl?: number;
+  /** Same key → the first result again (including a denial), written once. */
+  idempotencyKey?: string;
+  /** Free-form JSON recorded with the hold. */
+  metadata?: Record<string, unknown>;
+}
+
+export type ReserveResult =
+  | { allowed: true; reservationId: string; remaining: number; expiresAt: string; amount: number; counter: string }
+  | { allowed: false; reason: "limit_reached"; remaining: number; required: number; counter: string };
+
+/** Options of {@link MeterApi.commit}. */
+export interface CommitOptions {
+  /** What was really used, in the meter's unit. Default: the whole hold. */
+  actual?: number;
+  /** Instead of `actual`: the provider's token counts; a `cents` counter prices them exactly for the hold's model. */
+  usage?: TokenUsage;
+}
+
+export interface CommitResult {
+  reservationId: string;
+  status: "committed";
+  /** Amount held. */
+  held: number;
+  /** Amount charged (can exceed `held`: the excess is `overage`). */
+  committed: number;
+  /** `held - committed` when positive: given back at once. */
+  refunded: number;
+  /** `committed - held` when positive: recorded as usage beyond the hold. */
+  overage: number;
+  remaining: number;
+}
+
+export interface ReleaseResult {
+  reservationId: string;
+  status: "released";
+  released: number;
+  remaining: number;
+}
+
+/** Options of {@link MeterApi.track}. */
+export interface TrackOptions {
+  /** The hold this usage belongs to, for the record (the seed's refund pattern). */
+  reservationId?: string;
+  idempotencyKey?: string;
+  model?: string;
+  metadata?: Record<string, unknown>;
+}
+
+export interface TrackResult {
+  /** Amount charged (negative for a refund). */
+  amount: number;
+  counter: string;
+  remaining: number;
+}
+
+/** Options of {@link MeterApi.grant}. */
+export interface GrantOptions {
+  /** Required for purchases (e.g. the Checkout Session id): the same key grants once. */
+  idempotencyKey?: string;
+  /** When unspent credits of this grant lapse (ISO string or Date). Default: never. */
+  expiresAt?: string | Date;
+  /** Where it came from: `"purchase"`, `"promo"`, … Default `"manual"`. */
+  source?: string;
+  metadata?: Record<string, unknown>;
+}
+
+export interface GrantResult {
+  grantId: string;
+  amount: number;
+  counter: string;
+  remaining: number;
+}
+
+/** Options of {@link MeterApi.adjust}. */
+export interface AdjustOptions {
+  /** Why (kept on the entry). Required. */
+  reason: string;
+  idempotencyKey?: string;
+}
+
+export interface AdjustResult {
+  amount: number;
+  counter: string;
+  remaining: number;
+}
+
+/** Arguments of {@link MeterApi.upsertSubscription}. */
+export interface SubscriptionInput {
+  userId: string;
+  planId: string;
+  /** Per-counter overrides of the plan's limits, e.g. `{ tokens: { quota: 50000 } }`. */
+  customLimits?: Record<string, { quota: number }>;
+  /** Start of the subscription (anchors `subscription_start` periods). Default: now, or the existing start. */
+  startedAt?: string | Date;
+}
+
+export interface Subscription {
+  userId: string;
+  planId: string;
+  customLimits: Record<string, { quota: number }>;
+  startedAt: string;
+}
+
+/**
+ * The ledger operations, the same whether local (`createMeter`) or remote (`createMeterClient`).
+ */
+export interface MeterApi {
+  reserve(userId: string, meterKey: string, amount: number, options?: ReserveOptions): Promise<ReserveResult>;
+  commit(reservationId: string, options?: CommitOptions): Promise<CommitResult>;
+  release(reservationId: string): Promise<ReleaseResult>;
+  track(userId: string, meterKey: string, amount: number, options?: TrackOptions): Promise<TrackResult>;
+  grant(userId: string, counterKey: string, amount: number, options?: GrantOptions): Promise<GrantResult>;
+  usage(userId: string): Promise<Usage>;
+  upsertSubscription(input: SubscriptionInput): Promise<Subscription>;
+}

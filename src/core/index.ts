@@ -31,4 +31,5 @@ export type {
   SubscriptionInput,
   Subscription,
   MeterApi,
+  Pack,
 } from "./types.js";

@@ -234,3 +234,15 @@ export interface MeterApi {
   usage(userId: string): Promise<Usage>;
   upsertSubscription(input: SubscriptionInput): Promise<Subscription>;
 }
+
+/** A credit pack users can buy (`GET /packs`). */
+export interface Pack {
+  id: string;
+  label: string;
+  /** The counter the credits go to. */
+  counter: string;
+  /** Credits granted, in the counter's base unit. */
+  amount: number;
+  /** What it costs, in the currency's minor unit (cents). */
+  price: { amount: number; currency: string };
+}

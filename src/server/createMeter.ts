@@ -1,0 +1,174 @@
+import type pg from "pg";
+import { MeterError } from "../core/errors.js";
+import type {
+  AdjustOptions,
+  AdjustResult,
+  CommitOptions,
+  CommitResult,
+  GrantOptions,
+  GrantResult,
+  MeterApi,
+  MeterDefinition,
+  PlanDefinition,
+  PriceTable,
+  ReleaseResult,
+  ReserveOptions,
+  ReserveResult,
+  Subscription,
+  SubscriptionInput,
+  TrackOptions,
+  TrackResult,
+  Usage,
+} from "../core/types.js";
+import type { BillingHooks } from "./billing.js";
+import { resolveConfig, type ResolvedConfig } from "./config.js";
+import { createPool, ident, toMeterError, type DatabaseOption } from "./db.js";
+import { audit, type AuditDifference } from "./ledger/audit.js";
+import type { LedgerContext } from "./ledger/context.js";
+import { adjust, grant } from "./ledger/grant.js";
+import { commit, release } from "./ledger/resolve.js";
+import { reserve } from "./ledger/reserve.js";
+import { sweepExpired, upsertSubscription, usage } from "./ledger/subscription.js";
+import { track } from "./ledger/track.js";
+import { migrate } from "./migrate.js";
+import { ttlMs } from "./validate.js";
+
+export interface CreateMeterOptions {
+  /** A PostgreSQL connection string, or a `pg.Pool` the app already has (then `close()` leaves it open). */
+  database: DatabaseOption;
+  /** Plans and their limit groups, by plan id. */
+  plans: Record<string, PlanDefinition>;
+  /**
+   * Event keys → counters (`{ "llm.tokens": { counter: "tokens" } }`). Every counter key can
+   * also be used as a meter key directly. `<key>.refund` gives back on `<key>`'s counter.
+   */
+  meters?: Record<string, MeterDefinition>;
+  /** Model prices for `cents` counters (major currency units per million tokens). Default: none. */
+  prices?: PriceTable;
+  /** Plan for users with no subscription yet. Default: none (unknown users are `not_found`). */
+  defaultPlan?: string;
+  /** How long a hold lives before it expires, in ms. Default 600 000 (10 minutes). */
+  holdTtl?: number;
+  /** Postgres schema of the ledger's tables. Default `"meterkit"`. */
+  schema?: string;
+  /** Connections in the pool this meter creates from a connection string. Default 10. */
+  poolSize?: number;
+  /** How often expired holds get their expiry entries written, in ms; 0 turns the sweeper off. Default 30 000. */
+  sweepInterval?: number;
+}
+
+/** The ledger: the `MeterApi` operations plus administration. */
+export interface Meter extends MeterApi {
+  /** Creates or updates the schema (numbered migrations; safe to run from several processes at once). */
+  migrate(): Promise<string[]>;
+  reserve(userId: string, meterKey: string, amount: number, options?: ReserveOptions): Promise<ReserveResult>;
+  commit(reservationId: string, options?: CommitOptions): Promise<CommitResult>;
+  release(reservationId: string): Promise<ReleaseResult>;
+  track(userId: string, meterKey: string, amount: number, options?: TrackOptions): Promise<TrackResult>;
+  grant(userId: string, counterKey: string, amount: number, options?: GrantOptions): Promise<GrantResult>;
+  adjust(userId: string, counterKey: string, delta: number, options: AdjustOptions): Promise<AdjustResult>;
+  usage(userId: string): Promise<Usage>;
+  upsertSubscription(input: SubscriptionInput): Promise<Subscription>;
+  /** Recomputes balances from the entries; returns every difference (an empty array when sound). */
+  audit(userId?: string): Promise<AuditDifference[]>;
+  /** Writes expiry entries for holds past their expiry. Returns how many. */
+  sweepExpired(limit?: number): Promise<number>;
+  /** Stops the sweeper and closes the pool this meter created. */
+  close(): Promise<void>;
+  /** The pool, schema and configuration, for the HTTP handler and extensions. */
+  readonly internals: MeterInternals;
+}
+
+export interface MeterInternals {
+  pool: pg.Pool;
+  /** Unquoted schema name. */
+  schemaName: string;
+  /** Quoted schema name for SQL. */
+  schema: string;
+  config: ResolvedConfig;
+  /** The NOTIFY channel balance changes are announced on. */
+  channel: string;
+  ledger: LedgerContext;
+  /** Cleanup hooks run by close() (live streams, Stripe sync…). */
+  onClose: Array<() => Promise<void> | void>;
+  /** The billing integration (Stripe), when configured. */
+  billing?: BillingHooks;
+}
+
+/** Creates the ledger over Postgres. Call `await meter.migrate()` once before use. */
+export function createMeter(options: CreateMeterOptions): Meter {
+  if (!options || typeof options !== "object") {
+    throw new MeterError("invalid_request", "createMeter needs an options object.");
+  }
+  const schemaName = options.schema ?? "meterkit";
+  const schema = ident(schemaName);
+  const config = resolveConfig(options.plans, options.meters, options.prices ?? {}, options.defaultPlan);
+  const holdTtl = ttlMs(options.holdTtl, 600_000);
+  const { pool, owned } = createPool(options.database, options.poolSize ?? 10);
+
+  let synced: Promise<void> | null = null;
+  const plansJson = JSON.stringify(config.plans);
+  const sync = async () => {
+    try {
+      await pool.query(`SELECT ${schema}.sync_config($1::jsonb, $2)`, [plansJson, config.defaultPlan]);
+    } catch (err) {
+      throw toMeterError(err);
+    }
+  };
+  const ledger: LedgerContext = {
+    pool,
+    schema,
+    config,
+    holdTtl,
+    ready() {
+      synced ??= sync().catch((err: unknown) => {
+        synced = null; // try again on the next call (the database may come back)
+        throw err;
+      });
+      return synced;
+    },
+  };
+
+  const onClose: MeterInternals["onClose"] = [];
+  let sweeper: NodeJS.Timeout | null = null;
+  const sweepEvery = options.sweepInterval ?? 30_000;
+  if (sweepEvery > 0) {
+    sweeper = setInterval(() => {
+      sweepExpired(ledger).catch(() => {}); // best effort: holds stop counting at expiry anyway
+    }, sweepEvery);
+    sweeper.unref();
+  }
+
+  let closed = false;
+  return {
+    async migrate() {
+      try {
+        const applied = await migrate(pool, schemaName);
+        synced = sync();
+        await synced;
+        return applied;
+      } catch (err) {
+        synced = null;
+        throw toMeterError(err);
+      }
+    },
+    reserve: (userId, meterKey, amount, o) => reserve(ledger, userId, meterKey, amount, o),
+    commit: (id, o) => commit(ledger, id, o),
+    release: (id) => release(ledger, id),
+    track: (userId, meterKey, amount, o) => track(ledger, userId, meterKey, amount, o),
+    grant: (userId, counterKey, amount, o) => grant(ledger, userId, counterKey, amount, o),
+    adjust: (userId, counterKey, delta, o) => adjust(ledger, userId, counterKey, delta, o),
+    usage: (userId) => usage(ledger, userId),
+    upsertSubscription: (input) => upsertSubscription(ledger, input),
+    audit: (userId) => audit(ledger, userId),
+    sweepExpired: (limit) => sweepExpired(ledger, limit),
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (sweeper) clearInterval(sweeper);
+      for (const fn of onClose.splice(0)) await fn();
+      if (owned) await pool.end();
+    },
+    internals: { pool, schemaName, schema, config, channel: `meterkit:${schemaName}`, ledger, onClose },
+  };
+}

@@ -1,0 +1,30 @@
+import type pg from "pg";
+import { toMeterError } from "../db.js";
+import type { ResolvedConfig } from "../config.js";
+
+/** What every ledger operation needs: the pool, the schema, the checked configuration. */
+export interface LedgerContext {
+  pool: pg.Pool;
+  /** The quoted schema name, e.g. `"meterkit"`. */
+  schema: string;
+  config: ResolvedConfig;
+  /** Default hold lifetime in ms. */
+  holdTtl: number;
+  /** Resolves once the configuration is synced to the database (first use). */
+  ready(): Promise<void>;
+}
+
+/**
+ * Calls one ledger function: a single statement, so a single round trip; the advisory lock
+ * is taken and released inside Postgres.
+ */
+export async function callLedger<T>(ctx: LedgerContext, fn: string, params: unknown[]): Promise<T> {
+  await ctx.ready();
+  const placeholders = params.map((_, i) => `$${i + 1}`).join(", ");
+  try {
+    const { rows } = await ctx.pool.query<{ r: T }>(`SELECT ${ctx.schema}.${fn}(${placeholders}) AS r`, params);
+    return rows[0]!.r;
+  } catch (err) {
+    throw toMeterError(err);
+  }
+}

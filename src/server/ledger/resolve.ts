@@ -1,0 +1,27 @@
+import { assertAmount, assertId } from "../../core/amounts.js";
+import { MeterError } from "../../core/errors.js";
+import type { CommitOptions, CommitResult, ReleaseResult } from "../../core/types.js";
+import { optionsObject, tokenUsage } from "../validate.js";
+import { callLedger, type LedgerContext } from "./context.js";
+
+/**
+ * Turns a hold into usage and frees the rest in the same transaction. `actual` above the hold
+ * is recorded as overage. A second commit returns the first result; committing a released or
+ * expired hold is a `conflict`.
+ */
+export async function commit(ctx: LedgerContext, reservationId: string, options?: CommitOptions): Promise<CommitResult> {
+  const id = assertId(reservationId, "reservationId");
+  const o = optionsObject(options, "options");
+  if (o.actual !== undefined && o.usage !== undefined) {
+    throw new MeterError("invalid_request", "Pass either actual or usage, not both.", { field: "actual" });
+  }
+  const actual = o.actual === undefined ? null : assertAmount(o.actual, "actual", { allowZero: true });
+  const usage = o.usage === undefined ? null : JSON.stringify(tokenUsage(o.usage));
+  return callLedger<CommitResult>(ctx, "op_resolve", [id, false, actual, usage]);
+}
+
+/** Frees a hold entirely (the call failed). A second release returns the first result. */
+export async function release(ctx: LedgerContext, reservationId: string): Promise<ReleaseResult> {
+  const id = assertId(reservationId, "reservationId");
+  return callLedger<ReleaseResult>(ctx, "op_resolve", [id, true, null, null]);
+}

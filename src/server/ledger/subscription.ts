@@ -1,0 +1,40 @@
+import { assertAmount, assertId } from "../../core/amounts.js";
+import { MeterError } from "../../core/errors.js";
+import type { Subscription, SubscriptionInput, Usage } from "../../core/types.js";
+import { optionalDate, optionsObject } from "../validate.js";
+import { callLedger, type LedgerContext } from "./context.js";
+
+/**
+ * Creates or changes a user's plan. `customLimits` overrides quotas per counter (the seed's
+ * way of bumping a quota); `startedAt` anchors `subscription_start` periods.
+ */
+export async function upsertSubscription(ctx: LedgerContext, input: SubscriptionInput): Promise<Subscription> {
+  const i = optionsObject(input, "subscription");
+  const userId = assertId(i.userId, "userId");
+  const planId = assertId(i.planId, "planId");
+  const plan = ctx.config.plans[planId];
+  if (!plan) throw new MeterError("not_found", `Unknown plan "${planId}".`, { planId });
+  let custom: string | null = null;
+  if (i.customLimits !== undefined && i.customLimits !== null) {
+    const limits = optionsObject(i.customLimits, "customLimits");
+    const out: Record<string, { quota: number }> = {};
+    for (const [key, value] of Object.entries(limits)) {
+      if (!plan.limits[key]) throw new MeterError("not_found", `Plan "${planId}" has no counter "${key}".`, { counter: key, planId });
+      const v = optionsObject(value, `customLimits.${key}`);
+      out[key] = { quota: assertAmount(v.quota, `customLimits.${key}.quota`, { allowZero: true }) };
+    }
+    custom = JSON.stringify(out);
+  }
+  const started = optionalDate(i.startedAt, "startedAt");
+  return callLedger<Subscription>(ctx, "op_subscribe", [userId, planId, custom, started]);
+}
+
+/** The user's Usage (DESIGN.md's JSON) from one indexed read. */
+export async function usage(ctx: LedgerContext, userId: string): Promise<Usage> {
+  return callLedger<Usage>(ctx, "op_usage", [assertId(userId, "userId")]);
+}
+
+/** Records expiry entries for holds past their expiry (they already stopped counting). */
+export async function sweepExpired(ctx: LedgerContext, limit = 1000): Promise<number> {
+  return callLedger<number>(ctx, "op_sweep", [assertAmount(limit, "limit")]);
+}

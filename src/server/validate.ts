@@ -1,0 +1,81 @@
+import { createHash } from "node:crypto";
+import { assertAmount, assertId, describe } from "../core/amounts.js";
+import { MeterError } from "../core/errors.js";
+import type { TokenUsage } from "../core/types.js";
+
+/** Longest a hold may live: a day. */
+export const MAX_TTL_MS = 86_400_000;
+const MAX_METADATA_BYTES = 16_384;
+
+/** An options argument: undefined, or a plain object. */
+export function optionsObject<T extends object>(value: T | undefined, name: string): Partial<T> {
+  if (value === undefined || value === null) return {};
+  if (typeof value !== "object" || Array.isArray(value)) {
+    throw new MeterError("invalid_request", `${name} must be an object, got ${describe(value)}.`, { field: name });
+  }
+  return value;
+}
+
+export function optionalId(value: unknown, name: string): string | null {
+  return value === undefined || value === null ? null : assertId(value, name);
+}
+
+export function optionalString(value: unknown, name: string, max = 255): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== "string" || value.length === 0 || value.length > max) {
+    throw new MeterError("invalid_request", `${name} must be a string of 1 to ${max} characters.`, { field: name });
+  }
+  return value;
+}
+
+/** Free-form metadata: a plain JSON object of at most 16 kB. */
+export function metadataJson(value: unknown, name = "metadata"): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== "object" || Array.isArray(value)) {
+    throw new MeterError("invalid_request", `${name} must be a plain object.`, { field: name });
+  }
+  let json: string;
+  try {
+    json = JSON.stringify(value);
+  } catch {
+    throw new MeterError("invalid_request", `${name} must be JSON-serialisable.`, { field: name });
+  }
+  if (Buffer.byteLength(json) > MAX_METADATA_BYTES) {
+    throw new MeterError("invalid_request", `${name} must be at most ${MAX_METADATA_BYTES} bytes of JSON.`, { field: name });
+  }
+  // Postgres jsonb rejects \u0000 in strings.
+  if (json.includes("\\u0000")) throw new MeterError("invalid_request", `${name} must not contain NUL characters.`, { field: name });
+  return json;
+}
+
+export function ttlMs(value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  const ttl = assertAmount(value, "ttl");
+  if (ttl > MAX_TTL_MS) throw new MeterError("invalid_request", `ttl must be at most ${MAX_TTL_MS} ms (24 h).`, { field: "ttl" });
+  return ttl;
+}
+
+export function optionalDate(value: unknown, name: string): Date | null {
+  if (value === undefined || value === null) return null;
+  const d = value instanceof Date ? value : typeof value === "string" ? new Date(value) : null;
+  if (!d || Number.isNaN(d.getTime()) || d.getUTCFullYear() < 1970 || d.getUTCFullYear() > 9999) {
+    throw new MeterError("invalid_request", `${name} must be a valid date or ISO 8601 string.`, { field: name });
+  }
+  return d;
+}
+
+export function tokenUsage(value: unknown): Required<TokenUsage> {
+  const u = optionsObject(value as TokenUsage, "usage");
+  const inputTokens = assertAmount(u.inputTokens, "usage.inputTokens", { allowZero: true });
+  const outputTokens = assertAmount(u.outputTokens, "usage.outputTokens", { allowZero: true });
+  const cachedInputTokens = assertAmount(u.cachedInputTokens ?? 0, "usage.cachedInputTokens", { allowZero: true });
+  if (cachedInputTokens > inputTokens) {
+    throw new MeterError("invalid_request", "usage.cachedInputTokens cannot exceed usage.inputTokens.", { field: "usage.cachedInputTokens" });
+  }
+  return { inputTokens, outputTokens, cachedInputTokens };
+}
+
+/** What an idempotent call is compared by: the same key with other arguments is a conflict. */
+export function fingerprint(...parts: unknown[]): string {
+  return createHash("sha256").update(JSON.stringify(parts)).digest("hex");
+}

@@ -117,6 +117,14 @@ CREATE TABLE idempotency (
 );
 
 -- ---------------------------------------------------------------------------------------
+-- The database clock. The session setting `meterkit.clock` (a timestamp; never set in
+-- production) freezes it for tests; being per session, it cannot leak to other connections.
+CREATE FUNCTION clock() RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+  SELECT coalesce(nullif(pg_catalog.current_setting('meterkit.clock', true), '')::timestamptz, pg_catalog.now())
+$$;
+
+-- ---------------------------------------------------------------------------------------
 -- Errors: RAISE with MESSAGE = text, DETAIL = meterkit error code, HINT = JSON details.
 
 CREATE FUNCTION fail(code text, message text, details jsonb DEFAULT '{}') RETURNS void
@@ -198,7 +206,7 @@ BEGIN
     IF dp IS NULL THEN
       PERFORM fail('not_found', format('Unknown user %s: no subscription and no default plan.', p_user), jsonb_build_object('userId', p_user));
     END IF;
-    INSERT INTO subscriptions (user_id, plan_id, started_at) VALUES (p_user, dp, now())
+    INSERT INTO subscriptions (user_id, plan_id, started_at) VALUES (p_user, dp, clock())
       ON CONFLICT (user_id) DO NOTHING;
     SELECT * INTO s FROM subscriptions WHERE user_id = p_user;
   END IF;
@@ -206,7 +214,7 @@ BEGIN
   IF NOT FOUND THEN
     PERFORM fail('not_found', format('Plan %s has no counter %s.', s.plan_id, p_counter), jsonb_build_object('counter', p_counter, 'planId', s.plan_id));
   END IF;
-  SELECT * INTO b FROM period_bounds(g.period, g.anchor, s.started_at, now());
+  SELECT * INTO b FROM period_bounds(g.period, g.anchor, s.started_at, clock());
   c.user_id := p_user; c.counter_key := p_counter; c.plan_id := s.plan_id; c.unit := g.unit;
   c.quota := coalesce((s.custom_limits -> p_counter ->> 'quota')::bigint, g.quota);
   c.overage := g.overage;
@@ -232,7 +240,7 @@ BEGIN
   WITH ex AS (
     UPDATE holds SET status = 'expired', resolved_at = expires_at,
       result = jsonb_build_object('reservationId', id, 'status', 'expired', 'expired', amount)
-    WHERE user_id = c.user_id AND counter_key = c.counter_key AND status = 'open' AND expires_at <= now()
+    WHERE user_id = c.user_id AND counter_key = c.counter_key AND status = 'open' AND expires_at <= clock()
     RETURNING id, amount, meter_key
   )
   INSERT INTO entries (user_id, counter_key, kind, amount, hold_id, meter_key)
@@ -247,7 +255,7 @@ CREATE FUNCTION touch(c ctx) RETURNS void
 LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
 BEGIN
-  UPDATE counters SET version = nextval('versions'), updated_at = now()
+  UPDATE counters SET version = nextval('versions'), updated_at = clock()
   WHERE user_id = c.user_id AND counter_key = c.counter_key;
   PERFORM pg_notify('meterkit:' || current_schema(), c.user_id);
 END $$;
@@ -259,10 +267,10 @@ SET search_path FROM CURRENT AS $$
   SELECT greatest(0, c.quota - (b.used - b.used_from_grants))
        + coalesce((SELECT sum(remaining) FROM grants
                    WHERE user_id = c.user_id AND counter_key = c.counter_key
-                     AND (expires_at IS NULL OR expires_at > now())), 0)::bigint
+                     AND (expires_at IS NULL OR expires_at > clock())), 0)::bigint
        - coalesce((SELECT sum(amount) FROM holds
                    WHERE user_id = c.user_id AND counter_key = c.counter_key
-                     AND status = 'open' AND expires_at > now()), 0)::bigint
+                     AND status = 'open' AND expires_at > clock()), 0)::bigint
   FROM balances b
   WHERE b.user_id = c.user_id AND b.counter_key = c.counter_key AND b.period_start = c.period_start
 $$;
@@ -285,7 +293,7 @@ BEGIN
   IF rest > 0 THEN
     FOR g IN SELECT id, remaining FROM grants
              WHERE user_id = c.user_id AND counter_key = c.counter_key AND remaining > 0
-               AND (expires_at IS NULL OR expires_at > now())
+               AND (expires_at IS NULL OR expires_at > clock())
              ORDER BY expires_at ASC NULLS LAST, created_at, id
     LOOP
       EXIT WHEN rest = 0;
@@ -322,7 +330,7 @@ BEGIN
   IF rest > 0 THEN
     FOR g IN SELECT gr.id, gr.amount - gr.remaining AS spent FROM grants gr
              WHERE gr.user_id = c.user_id AND gr.counter_key = c.counter_key AND gr.remaining < gr.amount
-               AND (gr.expires_at IS NULL OR gr.expires_at > now())
+               AND (gr.expires_at IS NULL OR gr.expires_at > clock())
              ORDER BY gr.expires_at DESC NULLS FIRST, gr.created_at DESC, gr.id DESC
     LOOP
       EXIT WHEN rest = 0;
@@ -403,7 +411,7 @@ BEGIN
       'allowed', false, 'reason', 'limit_reached', 'remaining', greatest(avail, 0),
       'required', p_amount, 'counter', p_counter));
   END IF;
-  exp := now() + p_ttl_ms * interval '1 millisecond';
+  exp := clock() + p_ttl_ms * interval '1 millisecond';
   INSERT INTO holds (id, user_id, counter_key, meter_key, amount, status, expires_at, model, token_prices, metadata)
   VALUES (p_hold_id, p_user, p_counter, p_meter, p_amount, 'open', exp, p_model, p_token_prices, p_metadata);
   INSERT INTO entries (user_id, counter_key, kind, amount, hold_id, meter_key, model, metadata)
@@ -444,7 +452,7 @@ BEGIN
         to_char(h.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')));
   END IF;
   IF p_release THEN
-    UPDATE holds SET status = 'released', resolved_at = now(),
+    UPDATE holds SET status = 'released', resolved_at = clock(),
       result = jsonb_build_object('reservationId', h.id, 'status', 'released', 'released', h.amount)
     WHERE id = h.id RETURNING result INTO res;
     INSERT INTO entries (user_id, counter_key, kind, amount, hold_id, meter_key, model)
@@ -471,7 +479,7 @@ BEGIN
       charge := p_actual;
     END IF;
     draws := CASE WHEN charge > 0 THEN draw(c, charge) ELSE '[]'::jsonb END;
-    UPDATE holds SET status = 'committed', resolved_at = now(),
+    UPDATE holds SET status = 'committed', resolved_at = clock(),
       result = jsonb_build_object('reservationId', h.id, 'status', 'committed', 'held', h.amount,
         'committed', charge, 'refunded', greatest(h.amount - charge, 0), 'overage', greatest(charge - h.amount, 0))
     WHERE id = h.id RETURNING result INTO res;
@@ -590,21 +598,21 @@ DECLARE
   n int := 0;
 BEGIN
   FOR k IN SELECT DISTINCT user_id, counter_key, lock_key(user_id, counter_key) AS lk FROM (
-             SELECT user_id, counter_key FROM holds WHERE status = 'open' AND expires_at <= now()
+             SELECT user_id, counter_key FROM holds WHERE status = 'open' AND expires_at <= clock()
              ORDER BY expires_at LIMIT p_limit) x ORDER BY lk
   LOOP
     PERFORM pg_advisory_xact_lock(k.lk);
     WITH ex AS (
       UPDATE holds SET status = 'expired', resolved_at = expires_at,
         result = jsonb_build_object('reservationId', id, 'status', 'expired', 'expired', amount)
-      WHERE user_id = k.user_id AND counter_key = k.counter_key AND status = 'open' AND expires_at <= now()
+      WHERE user_id = k.user_id AND counter_key = k.counter_key AND status = 'open' AND expires_at <= clock()
       RETURNING id, amount, meter_key
     ), ins AS (
       INSERT INTO entries (user_id, counter_key, kind, amount, hold_id, meter_key)
       SELECT k.user_id, k.counter_key, 'expire', amount, id, meter_key FROM ex RETURNING 1
     )
     SELECT n + count(*) INTO n FROM ins;
-    UPDATE counters SET version = nextval('versions'), updated_at = now()
+    UPDATE counters SET version = nextval('versions'), updated_at = clock()
     WHERE user_id = k.user_id AND counter_key = k.counter_key;
     PERFORM pg_notify('meterkit:' || current_schema(), k.user_id);
   END LOOP;
@@ -625,19 +633,19 @@ BEGIN
     IF dp IS NULL THEN
       PERFORM fail('not_found', format('Unknown user %s: no subscription and no default plan.', p_user), jsonb_build_object('userId', p_user));
     END IF;
-    s.user_id := p_user; s.plan_id := dp; s.custom_limits := '{}'; s.started_at := now();
+    s.user_id := p_user; s.plan_id := dp; s.custom_limits := '{}'; s.started_at := clock();
   END IF;
   RETURN (
     WITH g AS (
       SELECT lg.*, coalesce((s.custom_limits -> lg.key ->> 'quota')::bigint, lg.quota) AS q,
-             (period_bounds(lg.period, lg.anchor, s.started_at, now())).*
+             (period_bounds(lg.period, lg.anchor, s.started_at, clock())).*
       FROM limit_groups lg WHERE lg.plan_id = s.plan_id
     ), rows AS (
       SELECT g.*, coalesce(b.used, 0) AS used, coalesce(b.used_from_grants, 0) AS ufg,
         coalesce((SELECT sum(remaining) FROM grants gr WHERE gr.user_id = p_user AND gr.counter_key = g.key
-                  AND (gr.expires_at IS NULL OR gr.expires_at > now())), 0)::bigint AS grants_left,
+                  AND (gr.expires_at IS NULL OR gr.expires_at > clock())), 0)::bigint AS grants_left,
         coalesce((SELECT sum(amount) FROM holds h WHERE h.user_id = p_user AND h.counter_key = g.key
-                  AND h.status = 'open' AND h.expires_at > now()), 0)::bigint AS held,
+                  AND h.status = 'open' AND h.expires_at > clock()), 0)::bigint AS held,
         coalesce(ct.version, 0) AS version, ct.updated_at
       FROM g
       LEFT JOIN balances b ON b.user_id = p_user AND b.counter_key = g.key AND b.period_start = g.period_start
@@ -646,7 +654,7 @@ BEGIN
     SELECT jsonb_build_object(
       'userId', p_user, 'planId', s.plan_id,
       'version', greatest(coalesce(max(version), 0), coalesce(s.version, 0)),
-      'updatedAt', to_char(coalesce(max(updated_at), s.updated_at, now()) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+      'updatedAt', to_char(coalesce(max(updated_at), s.updated_at, clock()) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
       'counters', coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
         'key', key, 'label', label, 'unit', unit, 'currency', currency, 'quota', q,
         'granted', grants_left + ufg, 'used', used, 'held', held,
@@ -666,13 +674,13 @@ DECLARE
   s subscriptions;
 BEGIN
   INSERT INTO subscriptions AS t (user_id, plan_id, custom_limits, started_at, version)
-  VALUES (p_user, p_plan, coalesce(p_custom, '{}'), coalesce(p_started, now()), nextval('versions'))
+  VALUES (p_user, p_plan, coalesce(p_custom, '{}'), coalesce(p_started, clock()), nextval('versions'))
   ON CONFLICT (user_id) DO UPDATE SET
     plan_id = excluded.plan_id,
     custom_limits = coalesce(p_custom, t.custom_limits),
     started_at = coalesce(p_started, t.started_at),
     version = excluded.version,
-    updated_at = now()
+    updated_at = clock()
   RETURNING * INTO s;
   PERFORM pg_notify('meterkit:' || current_schema(), p_user);
   RETURN jsonb_build_object('userId', s.user_id, 'planId', s.plan_id, 'customLimits', s.custom_limits,

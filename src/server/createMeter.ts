@@ -22,7 +22,7 @@ import type {
 } from "../core/types.js";
 import type { BillingHooks } from "./billing.js";
 import { resolveConfig, type ResolvedConfig } from "./config.js";
-import { createPool, ident, toMeterError, type DatabaseOption } from "./db.js";
+import { createPool, ident, query, toMeterError, type DatabaseOption } from "./db.js";
 import { audit, type AuditDifference } from "./ledger/audit.js";
 import type { LedgerContext } from "./ledger/context.js";
 import { adjust, grant } from "./ledger/grant.js";
@@ -31,6 +31,7 @@ import { reserve } from "./ledger/reserve.js";
 import { sweepExpired, upsertSubscription, usage } from "./ledger/subscription.js";
 import { track } from "./ledger/track.js";
 import { migrate } from "./migrate.js";
+import { browserTokenSecrets, signBrowserToken, type BrowserTokenOptions } from "./http/browserToken.js";
 import { ttlMs } from "./validate.js";
 
 export interface CreateMeterOptions {
@@ -55,6 +56,11 @@ export interface CreateMeterOptions {
   poolSize?: number;
   /** How often expired holds get their expiry entries written, in ms; 0 turns the sweeper off. Default 30 000. */
   sweepInterval?: number;
+  /**
+   * Signs the tokens of `meter.browserToken()` (HMAC-SHA256), at least 32 characters. A list
+   * rotates: the first signs, every one verifies. Default: none (`browserToken()` throws).
+   */
+  browserTokenSecret?: string | string[];
 }
 
 /** The ledger: the `MeterApi` operations plus administration. */
@@ -73,6 +79,11 @@ export interface Meter extends MeterApi {
   audit(userId?: string): Promise<AuditDifference[]>;
   /** Writes expiry entries for holds past their expiry. Returns how many. */
   sweepExpired(limit?: number): Promise<number>;
+  /**
+   * A short-lived signed token for `userId` (default 15 minutes, at most 30) that a browser on
+   * another origin sends as `Authorization: Bearer <token>` to the browser routes. Needs `browserTokenSecret`.
+   */
+  browserToken(userId: string, options?: BrowserTokenOptions): string;
   /** Stops the sweeper and closes the pool this meter created. */
   close(): Promise<void>;
   /** The pool, schema and configuration, for the HTTP handler and extensions. */
@@ -91,6 +102,8 @@ export interface MeterInternals {
   ledger: LedgerContext;
   /** Cleanup hooks run by close() (live streams, Stripe sync…). */
   onClose: Array<() => Promise<void> | void>;
+  /** Secrets that verify browser tokens (the first one signs). Empty when not configured. */
+  browserTokenSecrets: string[];
   /** The billing integration (Stripe), when configured. */
   billing?: BillingHooks;
 }
@@ -104,16 +117,13 @@ export function createMeter(options: CreateMeterOptions): Meter {
   const schema = ident(schemaName);
   const config = resolveConfig(options.plans, options.meters, options.prices ?? {}, options.defaultPlan);
   const holdTtl = ttlMs(options.holdTtl, 600_000);
+  const tokenSecrets = browserTokenSecrets(options.browserTokenSecret);
   const { pool, owned } = createPool(options.database, options.poolSize ?? 10);
 
   let synced: Promise<void> | null = null;
   const plansJson = JSON.stringify(config.plans);
   const sync = async () => {
-    try {
-      await pool.query(`SELECT ${schema}.sync_config($1::jsonb, $2)`, [plansJson, config.defaultPlan]);
-    } catch (err) {
-      throw toMeterError(err);
-    }
+    await query(pool, `SELECT ${schema}.sync_config($1::jsonb, $2)`, [plansJson, config.defaultPlan]);
   };
   const ledger: LedgerContext = {
     pool,
@@ -162,6 +172,7 @@ export function createMeter(options: CreateMeterOptions): Meter {
     upsertSubscription: (input) => upsertSubscription(ledger, input),
     audit: (userId) => audit(ledger, userId),
     sweepExpired: (limit) => sweepExpired(ledger, limit),
+    browserToken: (userId, o) => signBrowserToken(tokenSecrets, schemaName, userId, o),
     async close() {
       if (closed) return;
       closed = true;
@@ -169,6 +180,6 @@ export function createMeter(options: CreateMeterOptions): Meter {
       for (const fn of onClose.splice(0)) await fn();
       if (owned) await pool.end();
     },
-    internals: { pool, schemaName, schema, config, channel: `meterkit:${schemaName}`, ledger, onClose },
+    internals: { pool, schemaName, schema, config, channel: `meterkit:${schemaName}`, ledger, onClose, browserTokenSecrets: tokenSecrets },
   };
 }

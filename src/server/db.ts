@@ -56,3 +56,26 @@ export function ident(name: string): string {
   }
   return `"${name}"`;
 }
+
+/**
+ * Runs one statement on a pooled connection. Unlike `pool.query`, a statement that fails for
+ * a ledger rule (conflict, not_found, limit_reached…) gives its connection back for reuse;
+ * only a broken connection is discarded. Errors come back as MeterErrors.
+ */
+export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+  let client: pg.PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (err) {
+    throw toMeterError(err);
+  }
+  try {
+    const result = await client.query<R>(text, values);
+    client.release();
+    return result;
+  } catch (err) {
+    const mapped = toMeterError(err);
+    client.release(mapped.code === "unavailable" || mapped.code === "internal" ? (err as Error) : undefined);
+    throw mapped;
+  }
+}

@@ -1,4 +1,4 @@
-import { toMeterError } from "../db.js";
+import { query } from "../db.js";
 import { optionalId } from "../validate.js";
 import type { LedgerContext } from "./context.js";
 
@@ -70,10 +70,6 @@ export async function audit(ctx: LedgerContext, userId?: string): Promise<AuditD
       WHERE ($1::text IS NULL OR h.user_id = $1)
         AND coalesce(CASE r.kinds WHEN 'commit' THEN 'committed' WHEN 'release' THEN 'released' WHEN 'expire' THEN 'expired' ELSE r.kinds END, 'open') <> h.status
     ORDER BY 1, 2, 3, 4`;
-  try {
-    const { rows } = await ctx.pool.query<{ user_id: string; counter: string; field: string; subject: string; expected: string; actual: string }>(sql, [user]);
-    return rows.map((r) => ({ userId: r.user_id, counter: r.counter, field: r.field, subject: r.subject, expected: r.expected, actual: r.actual }));
-  } catch (err) {
-    throw toMeterError(err);
-  }
+  const { rows } = await query<{ user_id: string; counter: string; field: string; subject: string; expected: string; actual: string }>(ctx.pool, sql, [user]);
+  return rows.map((r) => ({ userId: r.user_id, counter: r.counter, field: r.field, subject: r.subject, expected: r.expected, actual: r.actual }));
 }

@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { toMeterError } from "../db.js";
+import { query } from "../db.js";
 import type { ResolvedConfig } from "../config.js";
 
 /** What every ledger operation needs: the pool, the schema, the checked configuration. */
@@ -21,10 +21,6 @@ export interface LedgerContext {
 export async function callLedger<T>(ctx: LedgerContext, fn: string, params: unknown[]): Promise<T> {
   await ctx.ready();
   const placeholders = params.map((_, i) => `$${i + 1}`).join(", ");
-  try {
-    const { rows } = await ctx.pool.query<{ r: T }>(`SELECT ${ctx.schema}.${fn}(${placeholders}) AS r`, params);
-    return rows[0]!.r;
-  } catch (err) {
-    throw toMeterError(err);
-  }
+  const { rows } = await query<{ r: T }>(ctx.pool, `SELECT ${ctx.schema}.${fn}(${placeholders}) AS r`, params);
+  return rows[0]!.r;
 }

@@ -139,6 +139,8 @@ export interface CommitOptions {
 
 export interface CommitResult {
   reservationId: string;
+  /** The user the hold belonged to. */
+  userId: string;
   status: "committed";
   /** Amount held. */
   held: number;
@@ -153,6 +155,7 @@ export interface CommitResult {
 
 export interface ReleaseResult {
   reservationId: string;
+  userId: string;
   status: "released";
   released: number;
   remaining: number;

@@ -31,6 +31,7 @@ import { reserve } from "./ledger/reserve.js";
 import { sweepExpired, upsertSubscription, usage } from "./ledger/subscription.js";
 import { track } from "./ledger/track.js";
 import { migrate } from "./migrate.js";
+import { createNotifier, type Notifier } from "./notifier.js";
 import { browserTokenSecrets, signBrowserToken, type BrowserTokenOptions } from "./http/browserToken.js";
 import { ttlMs } from "./validate.js";
 
@@ -97,8 +98,10 @@ export interface MeterInternals {
   /** Quoted schema name for SQL. */
   schema: string;
   config: ResolvedConfig;
-  /** The NOTIFY channel balance changes are announced on. */
+  /** The NOTIFY channel balance changes are announced on (payload: the user id). */
   channel: string;
+  /** Announces balance changes on `channel` after they commit (extensions call it after their own writes). */
+  notifier: Notifier;
   ledger: LedgerContext;
   /** Cleanup hooks run by close() (live streams, Stripe sync…). */
   onClose: Array<() => Promise<void> | void>;
@@ -137,7 +140,9 @@ export function createMeter(options: CreateMeterOptions): Meter {
       });
       return synced;
     },
+    announce: (userId) => notifier.announce(userId),
   };
+  const notifier = createNotifier(pool, `meterkit:${schemaName}`);
 
   const onClose: MeterInternals["onClose"] = [];
   let sweeper: NodeJS.Timeout | null = null;
@@ -177,9 +182,10 @@ export function createMeter(options: CreateMeterOptions): Meter {
       if (closed) return;
       closed = true;
       if (sweeper) clearInterval(sweeper);
+      await notifier.flush();
       for (const fn of onClose.splice(0)) await fn();
       if (owned) await pool.end();
     },
-    internals: { pool, schemaName, schema, config, channel: `meterkit:${schemaName}`, ledger, onClose, browserTokenSecrets: tokenSecrets },
+    internals: { pool, schemaName, schema, config, channel: `meterkit:${schemaName}`, notifier, ledger, onClose, browserTokenSecrets: tokenSecrets },
   };
 }

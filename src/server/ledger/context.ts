@@ -12,15 +12,20 @@ export interface LedgerContext {
   holdTtl: number;
   /** Resolves once the configuration is synced to the database (first use). */
   ready(): Promise<void>;
+  /** Announces a committed change of a user's balances to live streams. */
+  announce(userId: string): void;
 }
 
 /**
  * Calls one ledger function: a single statement, so a single round trip; the advisory lock
  * is taken and released inside Postgres.
  */
-export async function callLedger<T>(ctx: LedgerContext, fn: string, params: unknown[]): Promise<T> {
+export async function callLedger<T>(ctx: LedgerContext, fn: string, params: unknown[], userId?: string): Promise<T> {
   await ctx.ready();
   const placeholders = params.map((_, i) => `$${i + 1}`).join(", ");
   const { rows } = await query<{ r: T }>(ctx.pool, `SELECT ${ctx.schema}.${fn}(${placeholders}) AS r`, params);
-  return rows[0]!.r;
+  const r = rows[0]!.r;
+  const who = userId ?? (r as { userId?: unknown } | null)?.userId;
+  if (typeof who === "string") ctx.announce(who);
+  return r;
 }

@@ -25,7 +25,7 @@ export async function grant(
   const fp = key ? fingerprint("grant", counter, n, expires?.toISOString() ?? null, source, metadata) : "";
   return callLedger<GrantResult>(ctx, "op_grant", [
     user, counter, n, key, fp, "grt_" + randomUUID().replace(/-/g, ""), expires, source, metadata,
-  ]);
+  ], user);
 }
 
 /**
@@ -47,5 +47,5 @@ export async function adjust(
   if (!reason) throw new MeterError("invalid_request", "adjust needs { reason }.", { field: "reason" });
   const key = optionalId(o.idempotencyKey, "idempotencyKey");
   const fp = key ? fingerprint("adjust", counter, d, reason) : "";
-  return callLedger<AdjustResult>(ctx, "op_adjust", [user, counter, d, reason, key, fp, "grt_" + randomUUID().replace(/-/g, "")]);
+  return callLedger<AdjustResult>(ctx, "op_adjust", [user, counter, d, reason, key, fp, "grt_" + randomUUID().replace(/-/g, "")], user);
 }

@@ -44,5 +44,5 @@ export async function reserve(
   return callLedger<ReserveResult>(ctx, "op_reserve", [
     user, target.counter, target.meterKey, held, ttl, key, fp,
     "rsv_" + randomUUID().replace(/-/g, ""), model, tokenPrices && JSON.stringify(tokenPrices), metadata,
-  ]);
+  ], user);
 }

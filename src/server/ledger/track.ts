@@ -36,5 +36,5 @@ export async function track(
   const fp = key ? fingerprint("track", target.meterKey, n, holdId, model, metadata) : "";
   return callLedger<TrackResult>(ctx, "op_track", [
     user, target.counter, target.meterKey, target.refund ? -n : n, fine, key, fp, holdId, model, metadata,
-  ]);
+  ], user);
 }

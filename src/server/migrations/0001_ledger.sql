@@ -230,34 +230,41 @@ SET search_path FROM CURRENT AS $$
 $$;
 
 -- Takes the (user, counter) lock, records the expiry of holds that ran out, and makes sure the
--- counter and current balance rows exist. Call first in every write.
+-- current balance row exists. Call first in every write.
 CREATE FUNCTION enter(c ctx) RETURNS void
 LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
 BEGIN
   PERFORM set_config('lock_timeout', coalesce(current_setting('meterkit.lock_timeout', true), '5s'), true);
   PERFORM pg_advisory_xact_lock(lock_key(c.user_id, c.counter_key));
-  WITH ex AS (
-    UPDATE holds SET status = 'expired', resolved_at = expires_at,
-      result = jsonb_build_object('reservationId', id, 'status', 'expired', 'expired', amount)
-    WHERE user_id = c.user_id AND counter_key = c.counter_key AND status = 'open' AND expires_at <= clock()
-    RETURNING id, amount, meter_key
-  )
-  INSERT INTO entries (user_id, counter_key, kind, amount, hold_id, meter_key)
-  SELECT c.user_id, c.counter_key, 'expire', amount, id, meter_key FROM ex;
-  INSERT INTO counters (user_id, counter_key) VALUES (c.user_id, c.counter_key) ON CONFLICT DO NOTHING;
-  INSERT INTO balances (user_id, counter_key, period_start, period_end)
-  VALUES (c.user_id, c.counter_key, c.period_start, c.period_end) ON CONFLICT DO NOTHING;
+  IF EXISTS (SELECT 1 FROM holds WHERE user_id = c.user_id AND counter_key = c.counter_key
+             AND status = 'open' AND expires_at <= clock()) THEN
+    WITH ex AS (
+      UPDATE holds SET status = 'expired', resolved_at = expires_at,
+        result = jsonb_build_object('reservationId', id, 'userId', user_id, 'status', 'expired', 'expired', amount)
+      WHERE user_id = c.user_id AND counter_key = c.counter_key AND status = 'open' AND expires_at <= clock()
+      RETURNING id, amount, meter_key
+    )
+    INSERT INTO entries (user_id, counter_key, kind, amount, hold_id, meter_key)
+    SELECT c.user_id, c.counter_key, 'expire', amount, id, meter_key FROM ex;
+  END IF;
+  PERFORM 1 FROM balances WHERE user_id = c.user_id AND counter_key = c.counter_key AND period_start = c.period_start;
+  IF NOT FOUND THEN
+    INSERT INTO balances (user_id, counter_key, period_start, period_end)
+    VALUES (c.user_id, c.counter_key, c.period_start, c.period_end) ON CONFLICT DO NOTHING;
+  END IF;
 END $$;
 
--- Marks a change: bumps the version and notifies listeners (delivered at commit).
+-- Marks a change: bumps the (user, counter) version. The application announces the change
+-- (NOTIFY) after the transaction commits: a NOTIFY inside it would serialise every commit of
+-- the database behind one global lock, fsync included.
 CREATE FUNCTION touch(c ctx) RETURNS void
 LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
 BEGIN
-  UPDATE counters SET version = nextval('versions'), updated_at = clock()
-  WHERE user_id = c.user_id AND counter_key = c.counter_key;
-  PERFORM pg_notify('meterkit:' || current_schema(), c.user_id);
+  INSERT INTO counters AS t (user_id, counter_key, version, updated_at)
+  VALUES (c.user_id, c.counter_key, nextval('versions'), clock())
+  ON CONFLICT (user_id, counter_key) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at;
 END $$;
 
 -- What the user can still spend on this counter now (may be negative with overage or debt).
@@ -354,6 +361,7 @@ DECLARE
   total numeric;
   whole numeric;
 BEGIN
+  INSERT INTO counters (user_id, counter_key) VALUES (c.user_id, c.counter_key) ON CONFLICT DO NOTHING;
   SELECT carry + fine INTO total FROM counters WHERE user_id = c.user_id AND counter_key = c.counter_key;
   whole := floor(total / 1e16);
   UPDATE counters SET carry = total - whole * 1e16 WHERE user_id = c.user_id AND counter_key = c.counter_key;
@@ -452,8 +460,10 @@ BEGIN
         to_char(h.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')));
   END IF;
   IF p_release THEN
+    -- The hold is still open here, so what is left once it is resolved is available + its amount.
     UPDATE holds SET status = 'released', resolved_at = clock(),
-      result = jsonb_build_object('reservationId', h.id, 'status', 'released', 'released', h.amount)
+      result = jsonb_build_object('reservationId', h.id, 'userId', h.user_id, 'status', 'released', 'released', h.amount,
+                                  'remaining', greatest(available(c) + h.amount, 0))
     WHERE id = h.id RETURNING result INTO res;
     INSERT INTO entries (user_id, counter_key, kind, amount, hold_id, meter_key, model)
     VALUES (h.user_id, h.counter_key, 'release', h.amount, h.id, h.meter_key, h.model);
@@ -480,16 +490,15 @@ BEGIN
     END IF;
     draws := CASE WHEN charge > 0 THEN draw(c, charge) ELSE '[]'::jsonb END;
     UPDATE holds SET status = 'committed', resolved_at = clock(),
-      result = jsonb_build_object('reservationId', h.id, 'status', 'committed', 'held', h.amount,
-        'committed', charge, 'refunded', greatest(h.amount - charge, 0), 'overage', greatest(charge - h.amount, 0))
+      result = jsonb_build_object('reservationId', h.id, 'userId', h.user_id, 'status', 'committed', 'held', h.amount,
+        'committed', charge, 'refunded', greatest(h.amount - charge, 0), 'overage', greatest(charge - h.amount, 0),
+        'remaining', greatest(available(c) + h.amount, 0))
     WHERE id = h.id RETURNING result INTO res;
     INSERT INTO entries (user_id, counter_key, kind, amount, period_start, from_grants, hold_id, meter_key, model, metadata)
     VALUES (h.user_id, h.counter_key, 'commit', charge, c.period_start, draws, h.id, h.meter_key, h.model,
       jsonb_build_object('held', h.amount, 'refunded', greatest(h.amount - charge, 0), 'overage', greatest(charge - h.amount, 0)));
   END IF;
   PERFORM touch(c);
-  res := res || jsonb_build_object('remaining', greatest(available(c), 0));
-  UPDATE holds SET result = res WHERE id = h.id;
   RETURN res;
 END $$;
 
@@ -604,7 +613,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock(k.lk);
     WITH ex AS (
       UPDATE holds SET status = 'expired', resolved_at = expires_at,
-        result = jsonb_build_object('reservationId', id, 'status', 'expired', 'expired', amount)
+        result = jsonb_build_object('reservationId', id, 'userId', user_id, 'status', 'expired', 'expired', amount)
       WHERE user_id = k.user_id AND counter_key = k.counter_key AND status = 'open' AND expires_at <= clock()
       RETURNING id, amount, meter_key
     ), ins AS (

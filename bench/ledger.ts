@@ -1,0 +1,74 @@
+import pg from "pg";
+import { createMeter } from "../src/server/index.js";
+import { loadFor, percentile, table } from "./util.js";
+
+const USERS = 10_000;
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+
+/**
+ * Reserve+commit pairs per second and reserve latency, meterkit vs the bare conditional
+ * UPDATE a hand-written reservation would be, same database, same run.
+ */
+export default async function ledgerBench({ databaseUrl }: { databaseUrl: string }): Promise<void> {
+  const meter = createMeter({
+    database: databaseUrl,
+    plans: { bench: { limits: { tokens: { quota: 1e15, period: "none" } } } },
+    schema: "bench_ledger",
+    poolSize: 64,
+    sweepInterval: 0,
+  });
+  await meter.migrate();
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 64 });
+
+  // Users on a plan with a quota so large that no reservation is denied (both sides do the same work).
+  await pool.query(`INSERT INTO bench_ledger.subscriptions (user_id, plan_id, started_at)
+                    SELECT 'u' || i, 'bench', now() FROM generate_series(0, ${USERS - 1}) i ON CONFLICT DO NOTHING`);
+  await pool.query(`DROP TABLE IF EXISTS bench_baseline;
+    CREATE TABLE bench_baseline (user_id text PRIMARY KEY, quota bigint NOT NULL, used bigint NOT NULL DEFAULT 0, held bigint NOT NULL DEFAULT 0);
+    INSERT INTO bench_baseline (user_id, quota) SELECT 'u' || i, 1e12 FROM generate_series(0, ${USERS - 1}) i;`);
+
+  const rows: Array<Record<string, string | number>> = [];
+  for (const mode of ["spread", "hot"] as const) {
+    for (const clients of [1, 8, 32, 64]) {
+      const user = (w: number, i: number) => (mode === "hot" ? "u0" : `u${(w * 7919 + i * 104729) % USERS}`);
+      const ours = await loadFor(clients, SECONDS * 1000, async (w, i) => {
+        const t0 = performance.now();
+        const r = await meter.reserve(user(w, i), "tokens", 1000);
+        const lat = performance.now() - t0;
+        if (!r.allowed) throw new Error("bench reserve denied");
+        await meter.commit(r.reservationId, { actual: 400 });
+        return lat;
+      });
+      const base = await loadFor(clients, SECONDS * 1000, async (w, i) => {
+        const u = user(w, i);
+        const t0 = performance.now();
+        const r = await pool.query(
+          "UPDATE bench_baseline SET held = held + $2 WHERE user_id = $1 AND quota - used - held >= $2 RETURNING quota - used - held AS remaining",
+          [u, 1000],
+        );
+        const lat = performance.now() - t0;
+        if (r.rowCount !== 1) throw new Error("baseline reserve denied");
+        await pool.query("UPDATE bench_baseline SET held = held - $2, used = used + $3 WHERE user_id = $1", [u, 1000, 400]);
+        return lat;
+      });
+      const a = ours.ops / ours.seconds;
+      const b = base.ops / base.seconds;
+      rows.push({
+        mode,
+        clients,
+        "meterkit pairs/s": Math.round(a),
+        "baseline pairs/s": Math.round(b),
+        ratio: a / b,
+        "reserve p50 ms": percentile(ours.latencies, 50),
+        "reserve p99 ms": percentile(ours.latencies, 99),
+        "baseline p50 ms": percentile(base.latencies, 50),
+        "baseline p99 ms": percentile(base.latencies, 99),
+      });
+    }
+  }
+  table(`Ledger: reserve+commit pairs, fsync on, ${SECONDS}s per cell (goal: ratio ≥ 0.8 spread, ≥ 0.7 hot; reserve p99 ≤ 10 ms at 32 spread)`, rows);
+  const audit = await meter.audit();
+  console.log(`audit after the benchmark: ${audit.length} differences`);
+  await pool.end();
+  await meter.close();
+}

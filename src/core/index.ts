@@ -4,6 +4,7 @@ export { MAX_AMOUNT, assertAmount, assertId, parseDecimal, chargeWithCarry } fro
 export type { AmountRule, Decimal, Carry } from "./amounts.js";
 export { FINE_PER_UNIT, fineCostOfTokens, fineCostOfUsage, priceOf, ceilFine, chargeFine } from "./pricing.js";
 export { periodBounds } from "./periods.js";
+export { DEFAULT_PRICES } from "./prices.js";
 export type { PeriodBounds } from "./periods.js";
 export type {
   Unit,

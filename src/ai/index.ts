@@ -1,0 +1,18 @@
+export { estimateChatTokens } from "./estimateChatTokens.js";
+export { countTokens } from "./countTokens.js";
+export { costOf } from "./costOf.js";
+export { upperBound } from "./upperBound.js";
+export { meteredChat } from "./meteredChat.js";
+export { MeteredStream } from "./MeteredStream.js";
+export { meterMiddleware, toChatMessages } from "./meterMiddleware.js";
+export { resolveModel } from "./resolveModel.js";
+export { DEFAULT_PRICES } from "../core/prices.js";
+export { LimitReachedError, MeterError } from "../core/errors.js";
+export type { ChatRole, ChatMessageLike, MeteringUnit, EstimateOptions, Settlement } from "./types.js";
+export type { CountTokensOptions } from "./countTokens.js";
+export type { CostOfInput, CostOfOptions, Cost } from "./costOf.js";
+export type { UpperBoundInput, UpperBound } from "./upperBound.js";
+export type { ChatParamsLike, MeteringOptions, MeteredChatOptions, ChatCallContext, MeteredChatResult } from "./meteredChat.js";
+export type { MeterMiddlewareOptions } from "./meterMiddleware.js";
+export type { ResolvedModel } from "./resolveModel.js";
+export type { ModelPrice, PriceTable, TokenUsage, MeterApi } from "../core/types.js";

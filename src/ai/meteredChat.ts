@@ -1,0 +1,192 @@
+import { assertId } from "../core/amounts.js";
+import { MeterError } from "../core/errors.js";
+import { DEFAULT_PRICES } from "../core/prices.js";
+import type { MeterApi, PriceTable } from "../core/types.js";
+import { ChatOutput, usageOf } from "./chatOutput.js";
+import { countTokens } from "./countTokens.js";
+import { Hold } from "./hold.js";
+import { MeteredStream } from "./MeteredStream.js";
+import { upperBound } from "./upperBound.js";
+import type { ChatMessageLike, MeteringUnit, Settlement } from "./types.js";
+
+/** The fields of an OpenAI-style chat request that metering reads (any superset passes through). */
+export interface ChatParamsLike {
+  model: string;
+  messages: readonly ChatMessageLike[];
+  max_completion_tokens?: number | null;
+  max_tokens?: number | null;
+  n?: number | null;
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean | null } | null;
+  tools?: readonly unknown[] | null;
+}
+
+/** Options shared by {@link meteredChat} and the AI SDK middleware. */
+export interface MeteringOptions {
+  /** The meter key charged (its counter's unit must be `unit`). Default `"llm.tokens"`. */
+  meterKey?: string;
+  /**
+   * The unit of that counter: `"tokens"` charges input + output tokens, `"cents"` charges their
+   * price from `prices` (use a meter without a `price` conversion). Default `"tokens"`.
+   */
+  unit?: MeteringUnit;
+  /** Model prices, for `cents` and to resolve model ids. Default `DEFAULT_PRICES`; keep it equal to the meter's. */
+  prices?: PriceTable;
+  /**
+   * Output bound used when the request sets none; it is then added to the request (as
+   * `max_completion_tokens`, or `maxOutputTokens` in the AI SDK) so the bound holds.
+   * Default: none — a request without a token limit is refused with `invalid_request`.
+   */
+  maxTokens?: number;
+  /** Lifetime of the hold in ms. Default: the meter's `holdTtl`. */
+  ttl?: number;
+  /** Reserve idempotency key (retries of the same request hold once). Default: none. */
+  idempotencyKey?: string;
+  /** Recorded with the hold. Default: none. */
+  metadata?: Record<string, unknown>;
+  /** Token counter for models whose tokenizer is not built in. Default: see `estimateChatTokens`. */
+  tokenizer?: (text: string) => number;
+  /** Called once with the settlement (committed, released or tracked). Default: none. */
+  onSettle?: (settlement: Settlement) => void;
+}
+
+/** Options of {@link meteredChat}. */
+export interface MeteredChatOptions extends MeteringOptions {
+  /**
+   * Aborting it stops the call: before output, the request is aborted and the hold released;
+   * during a stream, the stream ends and what was produced is committed. Default: none.
+   */
+  signal?: AbortSignal;
+  /** Which request field receives `maxTokens` when the request has no limit. Default `"max_completion_tokens"`. */
+  maxTokensParam?: "max_completion_tokens" | "max_tokens";
+}
+
+/** Handed to the call: pass `signal` to the client so that a stop also cancels the request. */
+export interface ChatCallContext {
+  signal: AbortSignal;
+}
+
+/** A streaming call resolves to a {@link MeteredStream} of its chunks; a plain call to its completion. */
+export type MeteredChatResult<R> = R extends AsyncIterable<infer Chunk> ? MeteredStream<Chunk> : R;
+
+/**
+ * One metered OpenAI-style chat call: reserves the call's upper bound (a denial throws
+ * `LimitReachedError`), runs `call`, commits the provider's reported usage and refunds the
+ * rest, or releases the hold when the call fails before any output.
+ *
+ * Streaming (`stream: true`): `stream_options.include_usage` is turned on and the result is a
+ * {@link MeteredStream}. Iterating it to the end commits the final usage chunk; stopping early
+ * commits the input and the output produced so far, counted with the tokenizer.
+ *
+ * @example
+ * const completion = await meteredChat(meter, userId, { model: "gpt-4o", messages, max_tokens: 500 },
+ *   (params, { signal }) => openai.chat.completions.create(params, { signal }));
+ */
+export async function meteredChat<P extends ChatParamsLike, R>(
+  meter: MeterApi,
+  userId: string,
+  params: P,
+  call: (params: P, context: ChatCallContext) => R | PromiseLike<R>,
+  options: MeteredChatOptions = {},
+): Promise<MeteredChatResult<Awaited<R>>> {
+  assertId(userId, "userId");
+  options.signal?.throwIfAborted();
+  const unit = options.unit ?? "tokens";
+  const prices = options.prices ?? DEFAULT_PRICES;
+  const meterKey = options.meterKey ?? "llm.tokens";
+
+  // 1. The request as sent: a token limit always, usage reporting on streams.
+  const request = prepare(params, options);
+  const maxTokens = (request.max_completion_tokens ?? request.max_tokens) as number;
+
+  // 2. Reserve the upper bound.
+  const bound = upperBound({
+    messages: request.messages,
+    model: request.model,
+    maxTokens,
+    n: request.n ?? 1,
+    unit,
+    prices,
+    tools: request.tools ?? null,
+    ...(options.tokenizer ? { tokenizer: options.tokenizer } : {}),
+  });
+  const hold = await Hold.reserve(meter, userId, bound, {
+    meterKey,
+    unit,
+    prices,
+    ...pick(options, "ttl", "idempotencyKey", "metadata", "onSettle"),
+  });
+  const countOutput = (text: string) => countTokens(text, { model: request.model, prices, ...(options.tokenizer ? { tokenizer: options.tokenizer } : {}) });
+
+  // 3. Call the model; a failure before any output releases the hold.
+  const controller = new AbortController();
+  const forward = () => controller.abort(options.signal?.reason);
+  options.signal?.addEventListener("abort", forward, { once: true });
+  if (options.signal?.aborted) forward();
+  let result: Awaited<R>;
+  try {
+    result = await call(request, { signal: controller.signal });
+  } catch (err) {
+    options.signal?.removeEventListener("abort", forward);
+    await hold.settle({ kind: "release" }).catch(() => {});
+    throw err;
+  }
+
+  // 4a. Streams settle as they end.
+  if (request.stream && isAsyncIterable(result)) {
+    options.signal?.removeEventListener("abort", forward);
+    const stream = new MeteredStream(result, { hold, countOutput, abortUpstream: (reason) => controller.abort(reason) });
+    if (options.signal?.aborted) void stream.abort(options.signal.reason);
+    else options.signal?.addEventListener("abort", () => void stream.abort(options.signal?.reason), { once: true });
+    return stream as MeteredChatResult<Awaited<R>>;
+  }
+
+  // 4b. A whole completion: commit what the provider reported, or count it.
+  options.signal?.removeEventListener("abort", forward);
+  const usage = usageOf(result);
+  if (usage) {
+    await hold.settle({ kind: "usage", usage, source: "provider", partial: false });
+  } else {
+    const output = new ChatOutput();
+    output.addCompletion(result);
+    await hold.settle({
+      kind: "usage",
+      usage: { inputTokens: bound.inputTokens, cachedInputTokens: 0, outputTokens: output.count(countOutput) },
+      source: "counted",
+      partial: false,
+    });
+  }
+  return result as MeteredChatResult<Awaited<R>>;
+}
+
+function prepare<P extends ChatParamsLike>(params: P, options: MeteredChatOptions): P {
+  if (!params || typeof params !== "object" || !Array.isArray(params.messages)) {
+    throw new MeterError("invalid_request", "params must be a chat request with a messages array.", { field: "params" });
+  }
+  const request: P = { ...params };
+  const limit = params.max_completion_tokens ?? params.max_tokens;
+  if (limit === undefined || limit === null) {
+    if (options.maxTokens === undefined) {
+      throw new MeterError(
+        "invalid_request",
+        "The request has no token limit, so its cost has no upper bound. Set max_completion_tokens (or max_tokens), or pass the maxTokens option.",
+        { field: "max_completion_tokens" },
+      );
+    }
+    (request as ChatParamsLike)[options.maxTokensParam ?? "max_completion_tokens"] = options.maxTokens;
+  }
+  if (params.stream) {
+    (request as ChatParamsLike).stream_options = { ...params.stream_options, include_usage: true };
+  }
+  return request;
+}
+
+function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
+  return value !== null && typeof value === "object" && typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === "function";
+}
+
+function pick<T extends object, K extends keyof T>(source: T, ...keys: K[]): Partial<Pick<T, K>> {
+  const out: Partial<Pick<T, K>> = {};
+  for (const key of keys) if (source[key] !== undefined) out[key] = source[key];
+  return out;
+}

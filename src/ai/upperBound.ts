@@ -1,0 +1,57 @@
+import { assertAmount } from "../core/amounts.js";
+import { DEFAULT_PRICES } from "../core/prices.js";
+import { costOf } from "./costOf.js";
+import { estimateChatTokens } from "./estimateChatTokens.js";
+import { resolveModel } from "./resolveModel.js";
+import type { ChatMessageLike, EstimateOptions, MeteringUnit } from "./types.js";
+
+/** Arguments of {@link upperBound}. */
+export interface UpperBoundInput extends EstimateOptions {
+  messages: readonly ChatMessageLike[];
+  /** The most output tokens the call may produce (`max_completion_tokens` / `max_tokens`). Required. */
+  maxTokens: number;
+  /** Number of choices requested (`n`); multiplies the output bound. Default 1. */
+  n?: number;
+  /** The unit of the counter charged: `"tokens"` or `"cents"`. Default `"tokens"`. */
+  unit?: MeteringUnit;
+  /** Same as `unit` (the name the issue uses). */
+  counter?: MeteringUnit;
+}
+
+/** The most a call can cost, and how it was reached. */
+export interface UpperBound {
+  /** Whole base units of `unit`, rounded up. */
+  amount: number;
+  unit: MeteringUnit;
+  /** The price-table key of the model (for a `tokens` unit without a price entry, the model id). */
+  model: string;
+  /** Estimated input tokens (never below the real count for OpenAI text; see `estimateChatTokens`). */
+  inputTokens: number;
+  /** `maxTokens × n`. */
+  outputTokens: number;
+}
+
+/**
+ * The most a chat call can cost: its estimated input plus `maxTokens` of output, in tokens or
+ * priced as if no input came from the cache. Reserve this before the call.
+ */
+export function upperBound(input: UpperBoundInput): UpperBound {
+  const unit = input.unit ?? input.counter ?? "tokens";
+  const prices = input.prices ?? DEFAULT_PRICES;
+  const maxTokens = assertAmount(input.maxTokens, "maxTokens", { allowZero: true });
+  const n = assertAmount(input.n ?? 1, "n");
+  const inputTokens = estimateChatTokens(input.messages, input);
+  const outputTokens = maxTokens * n;
+  if (unit === "tokens") {
+    // A tokens counter needs no price, but a model the table knows is named by its key.
+    let model = input.model;
+    try {
+      model = resolveModel(prices, input.model).key;
+    } catch {
+      // keep the id as given
+    }
+    return { amount: inputTokens + outputTokens, unit, model, inputTokens, outputTokens };
+  }
+  const cost = costOf({ model: input.model, inputTokens, outputTokens }, { unit, prices });
+  return { amount: cost.amount, unit, model: cost.model, inputTokens, outputTokens };
+}

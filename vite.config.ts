@@ -1,3 +1,7 @@
+import { fileURLToPath } from "node:url";
+import { storybookTest } from "@storybook/addon-vitest/vitest-plugin";
+import { playwright } from "@vitest/browser-playwright";
+import react from "@vitejs/plugin-react";
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
@@ -13,6 +17,44 @@ export default defineConfig({
           globalSetup: ["test/helpers/pg-global-setup.ts"],
           testTimeout: 30_000,
           hookTimeout: 60_000,
+        },
+      },
+      {
+        // meterkit/react: hooks and components in jsdom; *.server.test.tsx render in node (SSR).
+        extends: true,
+        plugins: [react()],
+        test: {
+          name: "jsdom",
+          environment: "jsdom",
+          include: ["test/react/**/*.test.tsx"],
+          setupFiles: ["test/react/setup.ts"],
+        },
+      },
+      {
+        // Every story rendered in real Chromium, its play function run, axe violations failing.
+        extends: true,
+        plugins: [storybookTest({ configDir: fileURLToPath(new URL(".storybook", import.meta.url)) })],
+        test: {
+          name: "storybook",
+          browser: {
+            enabled: true,
+            headless: true,
+            provider: playwright({
+              launchOptions: {
+                executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+                args: [
+                  "--no-sandbox",
+                  "--disable-gpu",
+                  "--disable-dev-shm-usage",
+                  "--disable-background-networking",
+                  "--disable-component-update",
+                  "--disable-sync",
+                  "--no-first-run",
+                ],
+              },
+            }),
+            instances: [{ browser: "chromium" }],
+          },
         },
       },
     ],

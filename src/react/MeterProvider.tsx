@@ -1,0 +1,93 @@
+import { QueryClient, QueryClientContext } from "@tanstack/react-query";
+import { useContext, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
+import { MeterContext, type LiveMode, type MeterContextValue } from "./context.js";
+import { createTransport, type HeadersOption } from "./request.js";
+import { openUsageStream } from "./usageStream.js";
+import { writeUsage } from "./writeUsage.js";
+
+export interface MeterProviderProps {
+  /** Where the host app mounted the meter routes, e.g. `"/api/meter"` or `"https://api.example.com/meter"`. */
+  baseUrl: string;
+  /**
+   * The QueryClient the kit caches in. Default: the app's (from its `QueryClientProvider`), else
+   * one the provider creates. The kit never adds a second `QueryClientProvider`.
+   */
+  queryClient?: QueryClient;
+  /**
+   * How the balance stays fresh. `"sse"` (default) follows `GET /usage/stream` and polls only
+   * while the stream is down; `"poll"` refetches every `pollInterval`; `false` fetches on
+   * mount, on window focus and after metered requests.
+   */
+  live?: LiveMode;
+  /** Milliseconds between refetches while polling. Default `30000`. */
+  pollInterval?: number;
+  /** The fetch used for every meter route, the stream, and `useMeteredFetch`. Default: the global `fetch`. */
+  fetch?: typeof fetch;
+  /** Headers for every meter route (the stream too), or a function returning them. Default: none. */
+  headers?: HeadersOption;
+  /**
+   * BCP 47 locale for numbers and dates, e.g. `"de-DE"`. Default: the runtime's. Set it when
+   * rendering on the server so server and browser format alike.
+   */
+  locale?: string;
+  children?: ReactNode;
+}
+
+/** A tab hidden this long closes its stream; a quick tab switch keeps it. */
+const HIDDEN_GRACE = 10_000;
+
+/** Gives the kit's hooks and components their server, cache and live updates. */
+export function MeterProvider(props: MeterProviderProps) {
+  const { live = "sse", pollInterval = 30_000, locale } = props;
+  const baseUrl = props.baseUrl.replace(/\/+$/, "");
+  const appClient = useContext(QueryClientContext);
+  const own = useRef<QueryClient>(undefined);
+  const client = props.queryClient ?? appClient ?? (own.current ??= new QueryClient());
+  const [streaming, setStreaming] = useState(false);
+
+  // Read through a ref so an inline `headers={{…}}` or `fetch={…}` restarts neither the stream nor the queries.
+  const latest = useRef(props);
+  latest.current = props;
+  const transport = useMemo(() => createTransport(baseUrl, () => latest.current), [baseUrl]);
+
+  useEffect(() => {
+    // What QueryClientProvider would do: start focus and online tracking (reference-counted).
+    client.mount();
+    return () => client.unmount();
+  }, [client]);
+
+  useEffect(() => {
+    if (live != "sse") return;
+    let stop: (() => void) | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const halt = () => {
+      stop?.();
+      stop = undefined;
+      setStreaming(false);
+    };
+    const sync = () => {
+      clearTimeout(timer);
+      if (document.hidden) timer = setTimeout(halt, HIDDEN_GRACE);
+      else
+        stop ??= openUsageStream(
+          (signal) => transport.send("/usage/stream", { headers: { accept: "text/event-stream" }, signal }),
+          (usage) => writeUsage(client, baseUrl, usage),
+          setStreaming,
+        );
+    };
+    document.addEventListener("visibilitychange", sync);
+    sync();
+    return () => {
+      document.removeEventListener("visibilitychange", sync);
+      clearTimeout(timer);
+      halt();
+    };
+  }, [live, baseUrl, client, transport]);
+
+  const value = useMemo<MeterContextValue>(
+    () => ({ baseUrl, queryClient: client, ...transport, live, streaming, pollInterval, locale }),
+    // transport changes with baseUrl
+    [client, transport, live, streaming, pollInterval, locale],
+  );
+  return <MeterContext.Provider value={value}>{props.children}</MeterContext.Provider>;
+}

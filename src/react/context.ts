@@ -1,0 +1,29 @@
+import { createContext, useContext } from "react";
+import type { QueryClient } from "@tanstack/react-query";
+import type { MeterRequest, MeterSend } from "./request.js";
+
+/** How the balance stays fresh: a Server-Sent Events stream, polling, or only on demand. */
+export type LiveMode = "sse" | "poll" | false;
+
+export interface MeterContextValue {
+  baseUrl: string;
+  queryClient: QueryClient;
+  request: MeterRequest;
+  send: MeterSend;
+  /** The provider's `fetch` (or the global one), for app routes called through `useMeteredFetch`. */
+  fetch: typeof fetch;
+  live: LiveMode;
+  /** True while the SSE stream is connected; polling takes over while it is not. */
+  streaming: boolean;
+  pollInterval: number;
+  locale: string | undefined;
+}
+
+export const MeterContext = createContext<MeterContextValue | null>(null);
+
+/** The provider's value; `caller` names the hook or component in the error thrown outside a provider. */
+export function useMeterContext(caller: string): MeterContextValue {
+  const ctx = useContext(MeterContext);
+  if (!ctx) throw new Error(`${caller} must be used inside <MeterProvider>.`);
+  return ctx;
+}

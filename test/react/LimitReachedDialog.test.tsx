@@ -1,0 +1,129 @@
+import { act, screen, waitFor, within } from "@testing-library/react";
+import { userEvent } from "@testing-library/user-event";
+import { useState } from "react";
+import { describe, expect, it, vi } from "vitest";
+import { LimitReachedError } from "../../src/core/errors.js";
+import { LimitReachedDialog, meteredFetch, useLimitReached, useMeteredFetch } from "../../src/react/index.js";
+import { counter, sampleUsage } from "../../stories/fakeMeter.js";
+import { renderWithMeter } from "./render.js";
+
+const usage = sampleUsage([counter({ used: 19_900 })]);
+const limitReached = { counter: "tokens", remaining: 100, required: 1_500 };
+
+function Chat() {
+  const fetchMetered = useMeteredFetch();
+  const [status, setStatus] = useState("");
+  return (
+    <>
+      <button type="button" onClick={async () => setStatus(String((await fetchMetered("/api/chat", { method: "POST" })).status))}>
+        Send
+      </button>
+      <output>{status}</output>
+    </>
+  );
+}
+
+describe("LimitReachedDialog", () => {
+  it("opens by itself on a 402 limit_reached answer, labelled and described, with the packs to buy", async () => {
+    const navigate = vi.fn();
+    renderWithMeter(
+      <>
+        <Chat />
+        <LimitReachedDialog navigate={navigate} />
+      </>,
+      { usage, limitReached, provider: { live: false } },
+    );
+    expect(screen.queryByRole("dialog")).toBeNull();
+    await userEvent.click(screen.getByRole("button", { name: "Send" }));
+    const dialog = await screen.findByRole("dialog", { name: "Tokens limit reached" });
+    // The response still reaches the caller untouched.
+    expect(await screen.findByText("402")).toBeInTheDocument();
+    await waitFor(() => expect(dialog).toHaveAccessibleDescription(/renews on Dec 1, 2026/));
+    expect(dialog).toHaveAccessibleDescription(/This needs 1,500 tokens; you have 100 tokens left\./);
+    const buy = await within(dialog).findByRole("button", { name: /Starter · 100,000 tokens · \$5\.00/ });
+    expect(within(dialog).getByRole("button", { name: /Pro · 1,000,000 tokens · \$39\.00/ })).toBeInTheDocument();
+    await userEvent.click(buy);
+    await waitFor(() => expect(navigate).toHaveBeenCalledWith("https://checkout.example/session/pack_small"));
+  });
+
+  it("traps focus, closes on Escape and returns focus to where it was", async () => {
+    renderWithMeter(
+      <>
+        <Chat />
+        <LimitReachedDialog />
+      </>,
+      { usage, limitReached, provider: { live: false } },
+    );
+    const send = screen.getByRole("button", { name: "Send" });
+    await userEvent.click(send);
+    const dialog = await screen.findByRole("dialog");
+    await within(dialog).findByRole("button", { name: /Starter/ });
+    const buttons = within(dialog).getAllByRole("button");
+    expect(buttons.map((b) => b.textContent)).toEqual([expect.stringMatching(/^Starter/), expect.stringMatching(/^Pro/), "Not now"]);
+    expect(dialog).toContainElement(document.activeElement as HTMLElement);
+    buttons[2]!.focus();
+    await userEvent.tab();
+    expect(buttons[0]).toHaveFocus();
+    await userEvent.tab({ shift: true });
+    expect(buttons[2]).toHaveFocus();
+    await userEvent.keyboard("{Escape}");
+    expect(screen.queryByRole("dialog")).toBeNull();
+    expect(send).toHaveFocus();
+    expect(useLimitReached.getState().isOpen).toBe(false);
+  });
+
+  it("says so when no pack is for sale, and the close button closes it", async () => {
+    renderWithMeter(<LimitReachedDialog defaultOpen />, { usage, packs: [] });
+    const dialog = await screen.findByRole("dialog");
+    expect(await within(dialog).findByText("No credit packs are available right now.")).toBeInTheDocument();
+    await userEvent.click(within(dialog).getByRole("button", { name: "Not now" }));
+    expect(screen.queryByRole("dialog")).toBeNull();
+  });
+
+  it("when controlled, reports open requests through onOpenChange and follows the open prop", async () => {
+    const onOpenChange = vi.fn();
+    function App() {
+      const [open, setOpen] = useState(false);
+      return (
+        <>
+          <button type="button" onClick={() => setOpen(true)}>
+            Allow
+          </button>
+          <LimitReachedDialog open={open} onOpenChange={(next) => (onOpenChange(next), !next && setOpen(false))} />
+        </>
+      );
+    }
+    renderWithMeter(<App />, { usage });
+    act(() => useLimitReached.getState().open(new LimitReachedError({ counter: "tokens", remaining: 0, required: 10 })));
+    expect(onOpenChange).toHaveBeenCalledWith(true);
+    expect(screen.queryByRole("dialog")).toBeNull(); // the app has not said yes
+    await userEvent.click(screen.getByRole("button", { name: "Allow" }));
+    const dialog = await screen.findByRole("dialog");
+    await userEvent.click(within(dialog).getByRole("button", { name: "Not now" }));
+    expect(onOpenChange).toHaveBeenLastCalledWith(false);
+    expect(screen.queryByRole("dialog")).toBeNull();
+  });
+
+  it("opens from meteredFetch outside React and from useLimitReached().open()", async () => {
+    const original = globalThis.fetch;
+    globalThis.fetch = vi.fn(async () => new Response(JSON.stringify({ error: { code: "limit_reached", message: "No.", ...limitReached } }), { status: 402 }));
+    try {
+      const res = await meteredFetch("/api/chat");
+      expect(res.status).toBe(402);
+      expect(await res.json()).toMatchObject({ error: { code: "limit_reached" } }); // body still readable
+      expect(useLimitReached.getState()).toMatchObject({ isOpen: true, info: limitReached });
+    } finally {
+      globalThis.fetch = original;
+    }
+    renderWithMeter(<LimitReachedDialog />, { usage });
+    expect(await screen.findByRole("dialog", { name: "Tokens limit reached" })).toBeInTheDocument();
+  });
+
+  it("puts className and classNames on its parts", async () => {
+    renderWithMeter(<LimitReachedDialog defaultOpen className="d" classNames={{ title: "t", close: "c" }} />, { usage });
+    const dialog = await screen.findByRole("dialog");
+    expect(dialog).toHaveClass("mk-dialog", "d");
+    expect(within(dialog).getByRole("heading")).toHaveClass("mk-dialog-title", "t");
+    expect(within(dialog).getByRole("button", { name: "Not now" })).toHaveClass("mk-dialog-close", "c");
+  });
+});

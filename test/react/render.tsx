@@ -1,0 +1,17 @@
+import { QueryClient } from "@tanstack/react-query";
+import { render } from "@testing-library/react";
+import type { ReactNode } from "react";
+import { MeterProvider, type MeterProviderProps } from "../../src/react/index.js";
+import { createFakeMeter, type FakeMeterOptions } from "../../stories/fakeMeter.js";
+
+/** Renders `ui` inside a MeterProvider over a fake meter; returns the meter and the QueryClient too. */
+export function renderWithMeter(ui: ReactNode, options: FakeMeterOptions & { provider?: Partial<MeterProviderProps> } = {}) {
+  const meter = createFakeMeter(options);
+  const queryClient = new QueryClient({ defaultOptions: { queries: { retry: false } } });
+  const utils = render(
+    <MeterProvider baseUrl="/api/meter" fetch={meter.fetch} queryClient={queryClient} locale="en-US" {...options.provider}>
+      {ui}
+    </MeterProvider>,
+  );
+  return { ...utils, meter, queryClient };
+}

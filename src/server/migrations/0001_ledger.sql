@@ -194,13 +194,21 @@ CREATE FUNCTION context(p_user text, p_counter text) RETURNS ctx
 LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
 DECLARE
-  s subscriptions;
-  g limit_groups;
-  b record;
   c ctx;
+  started timestamptz;
+  custom jsonb;
+  g_key text;
+  g_quota bigint;
+  g_period text;
+  g_anchor text;
   dp text;
 BEGIN
-  SELECT * INTO s FROM subscriptions WHERE user_id = p_user;
+  -- One read for the subscription and its limit group.
+  SELECT sub.plan_id, sub.started_at, sub.custom_limits, lg.key, lg.unit, lg.quota, lg.period, lg.anchor, lg.overage
+    INTO c.plan_id, started, custom, g_key, c.unit, g_quota, g_period, g_anchor, c.overage
+  FROM subscriptions sub
+  LEFT JOIN limit_groups lg ON lg.plan_id = sub.plan_id AND lg.key = p_counter
+  WHERE sub.user_id = p_user;
   IF NOT FOUND THEN
     SELECT value INTO dp FROM settings WHERE key = 'default_plan';
     IF dp IS NULL THEN
@@ -208,26 +216,29 @@ BEGIN
     END IF;
     INSERT INTO subscriptions (user_id, plan_id, started_at) VALUES (p_user, dp, clock())
       ON CONFLICT (user_id) DO NOTHING;
-    SELECT * INTO s FROM subscriptions WHERE user_id = p_user;
+    SELECT sub.plan_id, sub.started_at, sub.custom_limits, lg.key, lg.unit, lg.quota, lg.period, lg.anchor, lg.overage
+      INTO c.plan_id, started, custom, g_key, c.unit, g_quota, g_period, g_anchor, c.overage
+    FROM subscriptions sub
+    LEFT JOIN limit_groups lg ON lg.plan_id = sub.plan_id AND lg.key = p_counter
+    WHERE sub.user_id = p_user;
   END IF;
-  SELECT * INTO g FROM limit_groups WHERE plan_id = s.plan_id AND key = p_counter;
-  IF NOT FOUND THEN
-    PERFORM fail('not_found', format('Plan %s has no counter %s.', s.plan_id, p_counter), jsonb_build_object('counter', p_counter, 'planId', s.plan_id));
+  IF g_key IS NULL THEN
+    PERFORM fail('not_found', format('Plan %s has no counter %s.', c.plan_id, p_counter), jsonb_build_object('counter', p_counter, 'planId', c.plan_id));
   END IF;
-  SELECT * INTO b FROM period_bounds(g.period, g.anchor, s.started_at, clock());
-  c.user_id := p_user; c.counter_key := p_counter; c.plan_id := s.plan_id; c.unit := g.unit;
-  c.quota := coalesce((s.custom_limits -> p_counter ->> 'quota')::bigint, g.quota);
-  c.overage := g.overage;
-  c.period_start := b.period_start; c.period_end := b.period_end;
+  SELECT b.period_start, b.period_end INTO c.period_start, c.period_end FROM period_bounds(g_period, g_anchor, started, clock()) b;
+  c.user_id := p_user;
+  c.counter_key := p_counter;
+  c.quota := coalesce((custom -> p_counter ->> 'quota')::bigint, g_quota);
   RETURN c;
 END $$;
 
 -- 64-bit advisory lock key for (schema, user, counter): not the 32-bit hashtext.
 CREATE FUNCTION lock_key(p_user text, p_counter text) RETURNS bigint
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path FROM CURRENT AS $$
-  SELECT ('x' || left(md5(current_schema() || chr(31) || p_user || chr(31) || p_counter), 16))::bit(64)::bigint
-$$;
+BEGIN
+  RETURN ('x' || left(md5(current_schema() || chr(31) || p_user || chr(31) || p_counter), 16))::bit(64)::bigint;
+END $$;
 
 -- Takes the (user, counter) lock, records the expiry of holds that ran out, and makes sure the
 -- current balance row exists. Call first in every write.
@@ -269,18 +280,23 @@ END $$;
 
 -- What the user can still spend on this counter now (may be negative with overage or debt).
 CREATE FUNCTION available(c ctx) RETURNS bigint
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT AS $$
-  SELECT greatest(0, c.quota - (b.used - b.used_from_grants))
-       + coalesce((SELECT sum(remaining) FROM grants
-                   WHERE user_id = c.user_id AND counter_key = c.counter_key
-                     AND (expires_at IS NULL OR expires_at > clock())), 0)::bigint
-       - coalesce((SELECT sum(amount) FROM holds
-                   WHERE user_id = c.user_id AND counter_key = c.counter_key
-                     AND status = 'open' AND expires_at > clock()), 0)::bigint
-  FROM balances b
-  WHERE b.user_id = c.user_id AND b.counter_key = c.counter_key AND b.period_start = c.period_start
-$$;
+-- plpgsql rather than sql: its plans are cached per session (a non-inlined SQL function is
+-- planned again on every call before PostgreSQL 18).
+DECLARE
+  allowance bigint;
+  grants_left bigint;
+  held bigint;
+BEGIN
+  SELECT greatest(0, c.quota - (b.used - b.used_from_grants)) INTO allowance
+  FROM balances b WHERE b.user_id = c.user_id AND b.counter_key = c.counter_key AND b.period_start = c.period_start;
+  SELECT coalesce(sum(remaining), 0) INTO grants_left FROM grants
+  WHERE user_id = c.user_id AND counter_key = c.counter_key AND (expires_at IS NULL OR expires_at > clock());
+  SELECT coalesce(sum(amount), 0) INTO held FROM holds
+  WHERE user_id = c.user_id AND counter_key = c.counter_key AND status = 'open' AND expires_at > clock();
+  RETURN coalesce(allowance, greatest(c.quota, 0)) + grants_left - held;
+END $$;
 
 -- Charges `amount` (> 0) as usage: allowance first, then grants soonest-expiring first, then
 -- overage. Returns the grant draws as [{grantId, amount}].

@@ -19,6 +19,8 @@ export const ERROR_CODES = {
   conflict: 409,
   /** The body is larger than the handler accepts. */
   payload_too_large: 413,
+  /** Too many at once for this user (open usage streams); close one or retry later. */
+  too_many_requests: 429,
   /** The database (or Stripe) cannot be reached or timed out; safe to retry. */
   unavailable: 503,
   /** A bug: never caused by input. */

@@ -106,7 +106,8 @@ export function resolveMeter(config: ResolvedConfig, meterKey: unknown): MeterTa
   const key = assertId(meterKey, "meterKey");
   const refund = key.endsWith(".refund");
   const base = refund ? key.slice(0, -".refund".length) : key;
-  const definition = config.meters[base];
+  // Own keys only: "constructor" or "__proto__" must be an unknown meter, not Object's.
+  const definition = Object.hasOwn(config.meters, base) ? config.meters[base] : undefined;
   if (!definition) throw new MeterError("not_found", `Unknown meter "${base}".`, { meterKey: key });
   return { meterKey: key, counter: definition.counter, unit: config.units.get(definition.counter) ?? "tokens", refund, definition };
 }

@@ -34,6 +34,9 @@ import { migrate } from "./migrate.js";
 import { createNotifier, type Notifier } from "./notifier.js";
 import { browserTokenSecrets, signBrowserToken, type BrowserTokenOptions } from "./http/browserToken.js";
 import { ttlMs } from "./validate.js";
+import type { StripeOptions } from "./stripe/config.js";
+import { createStripeBilling } from "./stripe/createStripeBilling.js";
+import { stripeNotConfigured, type SyncStripeMetersOptions, type SyncStripeMetersResult } from "./stripe/syncStripeMeters.js";
 
 export interface CreateMeterOptions {
   /** A PostgreSQL connection string, or a `pg.Pool` the app already has (then `close()` leaves it open). */
@@ -62,6 +65,12 @@ export interface CreateMeterOptions {
    * rotates: the first signs, every one verifies. Default: none (`browserToken()` throws).
    */
   browserTokenSecret?: string | string[];
+  /**
+   * Stripe: credit packs through Checkout, the exactly-once webhook, post-paid meter sync
+   * (see docs/stripe.md). Checked here, so a misconfiguration fails at start-up. Default: none
+   * (the billing routes answer `not_found`).
+   */
+  stripe?: StripeOptions;
 }
 
 /** The ledger: the `MeterApi` operations plus administration. */
@@ -80,6 +89,11 @@ export interface Meter extends MeterApi {
   audit(userId?: string): Promise<AuditDifference[]>;
   /** Writes expiry entries for holds past their expiry. Returns how many. */
   sweepExpired(limit?: number): Promise<number>;
+  /**
+   * Pushes the total of every closed period of the counters in `stripe.meters` to Stripe, each
+   * exactly once (an outbox; safe to run from several processes). Run it from a cron job.
+   */
+  syncStripeMeters(options?: SyncStripeMetersOptions): Promise<SyncStripeMetersResult>;
   /**
    * A short-lived signed token for `userId` (default 15 minutes, at most 30) that a browser on
    * another origin sends as `Authorization: Bearer <token>` to the browser routes. Needs `browserTokenSecret`.
@@ -154,6 +168,8 @@ export function createMeter(options: CreateMeterOptions): Meter {
     sweeper.unref();
   }
 
+  const stripe = options.stripe ? createStripeBilling({ pool, schema, schemaName, config, ledger }, options.stripe) : null;
+
   let closed = false;
   return {
     async migrate() {
@@ -177,6 +193,7 @@ export function createMeter(options: CreateMeterOptions): Meter {
     upsertSubscription: (input) => upsertSubscription(ledger, input),
     audit: (userId) => audit(ledger, userId),
     sweepExpired: (limit) => sweepExpired(ledger, limit),
+    syncStripeMeters: (o) => (stripe ? stripe.syncMeters(o) : Promise.reject(stripeNotConfigured())),
     browserToken: (userId, o) => signBrowserToken(tokenSecrets, schemaName, userId, o),
     async close() {
       if (closed) return;
@@ -186,6 +203,6 @@ export function createMeter(options: CreateMeterOptions): Meter {
       for (const fn of onClose.splice(0)) await fn();
       if (owned) await pool.end();
     },
-    internals: { pool, schemaName, schema, config, channel: `meterkit:${schemaName}`, notifier, ledger, onClose, browserTokenSecrets: tokenSecrets },
+    internals: { pool, schemaName, schema, config, channel: `meterkit:${schemaName}`, notifier, ledger, onClose, browserTokenSecrets: tokenSecrets, ...(stripe ? { billing: stripe } : {}) },
   };
 }

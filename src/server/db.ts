@@ -69,13 +69,21 @@ export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, text: st
   } catch (err) {
     throw toMeterError(err);
   }
+  // pg emits a dropped socket as an 'error' event on the checked-out client as well as failing
+  // the query; with no listener that event would crash the process. The query's own error
+  // (below) is what the caller gets.
+  client.on("error", ignoreSocketError);
   try {
     const result = await client.query<R>(text, values);
+    client.removeListener("error", ignoreSocketError);
     client.release();
     return result;
   } catch (err) {
+    client.removeListener("error", ignoreSocketError);
     const mapped = toMeterError(err);
     client.release(mapped.code === "unavailable" || mapped.code === "internal" ? (err as Error) : undefined);
     throw mapped;
   }
 }
+
+function ignoreSocketError(): void {}

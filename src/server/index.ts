@@ -6,3 +6,24 @@ export { migrationFiles } from "./migrate.js";
 export { MeterError, LimitReachedError, ERROR_CODES } from "../core/errors.js";
 export type { ErrorCode } from "../core/errors.js";
 export type { BillingHooks } from "./billing.js";
+export { createMeterHandler, meterErrorResponse, toNodeHandler, toWebRequest, sendWebResponse, MAX_BROWSER_TOKEN_TTL } from "./http/index.js";
+export type { MeterHandler, MeterHandlerOptions, Identity, CorsOptions, BrowserTokenOptions } from "./http/index.js";
+export type { LiveOptions } from "./live/liveHub.js";
+export { linkStripeCustomer, stripeCustomerOf, startStripeStandIn } from "./stripe/index.js";
+export type {
+  StripeOptions,
+  StripePackOptions,
+  StripeMeterOptions,
+  SyncStripeMetersOptions,
+  SyncStripeMetersResult,
+  MeterSyncItem,
+  WebhookResult,
+  StripeStandIn,
+  StripeStandInOptions,
+  StandInFailure,
+  StandInSession,
+  StandInMeterEvent,
+  StandInDelivery,
+  StandInEvent,
+  RecordedRequest,
+} from "./stripe/index.js";

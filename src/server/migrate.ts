@@ -28,6 +28,10 @@ export async function migrate(pool: pg.Pool, schema: string): Promise<string[]> 
   const q = ident(schema);
   const applied: string[] = [];
   const client = await pool.connect();
+  // A dropped connection fails the statement in flight; without a listener pg would also
+  // raise it as an unhandled 'error' event and crash the process.
+  const ignoreSocketError = () => {};
+  client.on("error", ignoreSocketError);
   try {
     for (;;) {
       await client.query("BEGIN");
@@ -37,8 +41,11 @@ export async function migrate(pool: pg.Pool, schema: string): Promise<string[]> 
         await client.query(
           `CREATE TABLE IF NOT EXISTS ${q}.migrations (id int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
         );
-        const { rows } = await client.query<{ max: number | null }>(`SELECT max(id) AS max FROM ${q}.migrations`);
-        const next = files.find((f) => f.id > (rows[0]?.max ?? 0));
+        // Every file not applied yet, lowest first: a migration added below the highest one
+        // (two branches merged) is applied too, not skipped.
+        const { rows } = await client.query<{ id: number }>(`SELECT id FROM ${q}.migrations`);
+        const done = new Set(rows.map((r) => r.id));
+        const next = files.find((f) => !done.has(f.id));
         if (!next) {
           await client.query("COMMIT");
           return applied;
@@ -54,6 +61,7 @@ export async function migrate(pool: pg.Pool, schema: string): Promise<string[]> 
       }
     }
   } finally {
+    client.removeListener("error", ignoreSocketError);
     client.release();
   }
 }

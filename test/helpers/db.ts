@@ -8,10 +8,21 @@ import { inject } from "vitest";
 export async function freshDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
   const base = inject("databaseUrl");
   const name = "mk_" + randomUUID().replace(/-/g, "").slice(0, 20);
-  const admin = new pg.Client({ connectionString: base });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
+  // Test files start in parallel; a CREATE DATABASE that collides with another's use of the
+  // template is retried rather than failing the whole file.
+  for (let attempt = 1; ; attempt++) {
+    const admin = new pg.Client({ connectionString: base });
+    try {
+      await admin.connect();
+      await admin.query(`CREATE DATABASE ${name}`);
+      break;
+    } catch (err) {
+      if (attempt >= 5) throw err;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    } finally {
+      await admin.end().catch(() => {});
+    }
+  }
   const url = new URL(base);
   url.pathname = "/" + name;
   return {

@@ -12,14 +12,15 @@ export async function upsertSubscription(ctx: LedgerContext, input: Subscription
   const i = optionsObject(input, "subscription");
   const userId = assertId(i.userId, "userId");
   const planId = assertId(i.planId, "planId");
-  const plan = ctx.config.plans[planId];
+  // Own keys only: a plan id like "constructor" must be unknown, not Object's constructor.
+  const plan = Object.hasOwn(ctx.config.plans, planId) ? ctx.config.plans[planId] : undefined;
   if (!plan) throw new MeterError("not_found", `Unknown plan "${planId}".`, { planId });
   let custom: string | null = null;
   if (i.customLimits !== undefined && i.customLimits !== null) {
     const limits = optionsObject(i.customLimits, "customLimits");
     const out: Record<string, { quota: number }> = {};
     for (const [key, value] of Object.entries(limits)) {
-      if (!plan.limits[key]) throw new MeterError("not_found", `Plan "${planId}" has no counter "${key}".`, { counter: key, planId });
+      if (!Object.hasOwn(plan.limits, key)) throw new MeterError("not_found", `Plan "${planId}" has no counter "${key}".`, { counter: key, planId });
       const v = optionsObject(value, `customLimits.${key}`);
       out[key] = { quota: assertAmount(v.quota, `customLimits.${key}.quota`, { allowZero: true }) };
     }
@@ -36,5 +37,6 @@ export async function usage(ctx: LedgerContext, userId: string): Promise<Usage> 
 
 /** Records expiry entries for holds past their expiry (they already stopped counting). */
 export async function sweepExpired(ctx: LedgerContext, limit = 1000): Promise<number> {
-  return callLedger<number>(ctx, "op_sweep", [assertAmount(limit, "limit")]);
+  // op_sweep takes an int: a larger limit means "all of them", not an error.
+  return callLedger<number>(ctx, "op_sweep", [Math.min(assertAmount(limit, "limit"), 2_147_483_647)]);
 }

@@ -1,0 +1,235 @@
+/**
+ * HTTP and live-balance benchmarks.
+ *  (1) reserve+commit pairs through `meterkit/client` over HTTP vs direct `meter` calls, same
+ *      database, same run, 32 clients: pairs/s, p50/p99 per pair, the ratio;
+ *  (2) live fan-out: 1,000 open SSE streams across 100 users; time from a commit to its event
+ *      on each of the user's streams (p50/p99, goal p99 ≤ 100 ms) and server memory per stream.
+ * The handler runs in a child process (like a real deployment), so the HTTP server, its LISTEN
+ * connection and its memory are measured apart from the clients.
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import { createMeterClient } from "../src/client/index.js";
+import { createMeter, createMeterHandler, toNodeHandler, type CreateMeterOptions } from "../src/server/index.js";
+import { liveStats } from "../src/server/live/liveHub.js";
+import { loadFor, percentile, table } from "./util.js";
+
+const SECRET = "sk_bench_0123456789abcdefghijklmnop";
+const SCHEMA = "bench_http";
+const CLIENTS = 32;
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const STREAM_USERS = 100;
+const STREAMS_PER_USER = 10;
+const ROUNDS = 200;
+const SERVER_FLAG = "--meterkit-bench-http-server";
+
+const meterOptions = (databaseUrl: string): CreateMeterOptions => ({
+  database: databaseUrl,
+  plans: { bench: { limits: { tokens: { quota: 1e15, period: "none" } } } },
+  defaultPlan: "bench",
+  schema: SCHEMA,
+  poolSize: CLIENTS,
+  sweepInterval: 0,
+});
+
+type FromServer = { port: number } | { memory: NodeJS.MemoryUsage; streams: number };
+
+/** The server process: the Web handler on node:http, answering memory questions over IPC. */
+async function serve(databaseUrl: string): Promise<void> {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  const meter = createMeter(meterOptions(databaseUrl));
+  const handler = createMeterHandler<unknown>(meter, {
+    secretKeys: SECRET,
+    identify: (request) => request.headers.get("x-user"),
+    live: { maxStreamsPerUser: STREAMS_PER_USER, maxStreams: 50_000 },
+    onError: () => {},
+  });
+  const server = createServer({ keepAliveTimeout: 60_000 }, toNodeHandler(handler));
+  server.listen(0, "127.0.0.1", () => process.send!({ port: (server.address() as AddressInfo).port } satisfies FromServer));
+  process.on("message", (m: string) => {
+    if (m === "memory") {
+      for (let i = 0; i < 3; i++) gc();
+      process.send!({ memory: process.memoryUsage(), streams: liveStats(meter.internals)?.streams ?? 0 } satisfies FromServer);
+    } else if (m === "exit") {
+      server.closeAllConnections();
+      server.close();
+      void meter.close().finally(() => process.exit(0));
+    }
+  });
+}
+
+if (process.argv.includes(SERVER_FLAG)) await serve(process.env.DATABASE_URL!);
+
+function startServer(databaseUrl: string): Promise<{ child: ChildProcess; url: string; ask(): Promise<{ memory: NodeJS.MemoryUsage; streams: number }> }> {
+  const child = fork(fileURLToPath(import.meta.url), [SERVER_FLAG], {
+    execArgv: ["--import", "tsx"],
+    env: { ...process.env, DATABASE_URL: databaseUrl },
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  return new Promise((resolve, reject) => {
+    child.once("exit", (code) => reject(new Error(`bench server exited with ${code}`)));
+    child.once("message", (m: FromServer) => {
+      if (!("port" in m)) return;
+      resolve({
+        child,
+        url: `http://127.0.0.1:${m.port}`,
+        ask: () =>
+          new Promise((res) => {
+            child.once("message", (r: FromServer) => res(r as { memory: NodeJS.MemoryUsage; streams: number }));
+            child.send("memory");
+          }),
+      });
+    });
+  });
+}
+
+/** One open SSE stream read by fetch; calls `onEvent` per `usage` event (only its `id:` is parsed). */
+async function openStream(url: string, user: string, onEvent: () => void, signal: AbortSignal): Promise<void> {
+  const res = await fetch(`${url}/usage/stream`, { headers: { "x-user": user }, signal });
+  if (!res.ok || !res.body) throw new Error(`stream for ${user}: HTTP ${res.status}`);
+  const reader = res.body.getReader();
+  let first = true;
+  let resolveFirst!: () => void;
+  const opened = new Promise<void>((r) => (resolveFirst = r));
+  void (async () => {
+    const decoder = new TextDecoder();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        const text = decoder.decode(value, { stream: true });
+        for (let at = text.indexOf("event: usage"); at >= 0; at = text.indexOf("event: usage", at + 1)) {
+          if (first) {
+            first = false;
+            resolveFirst();
+          } else onEvent();
+        }
+      }
+    } catch {
+      // aborted at the end
+    }
+  })();
+  return opened;
+}
+
+export default async function httpBench({ databaseUrl }: { databaseUrl: string }): Promise<void> {
+  const meter = createMeter(meterOptions(databaseUrl));
+  await meter.migrate();
+  const users = Array.from({ length: Math.max(CLIENTS, STREAM_USERS) }, (_, i) => `hb_u${i}`);
+  for (const u of users) await meter.upsertSubscription({ userId: u, planId: "bench" });
+  const server = await startServer(databaseUrl);
+  try {
+    // (1) The same reserve+commit pair, direct and through the remote client.
+    const client = createMeterClient({ url: server.url, secretKey: SECRET });
+    const pair = (api: typeof client) => async (w: number) => {
+      const t0 = performance.now();
+      const r = await api.reserve(users[w]!, "tokens", 1_000);
+      if (!r.allowed) throw new Error("bench reserve denied");
+      await api.commit(r.reservationId, { actual: 400 });
+      return performance.now() - t0;
+    };
+    const rows: Array<Record<string, string | number>> = [];
+    const results: Record<string, number> = {};
+    for (const [mode, api] of [
+      ["direct meter", meter],
+      ["client over HTTP", client],
+    ] as const) {
+      await loadFor(CLIENTS, 500, pair(api)); // warm-up: JIT, pools, keep-alive sockets
+      const run = await loadFor(CLIENTS, SECONDS * 1000, pair(api));
+      results[mode] = run.ops / run.seconds;
+      rows.push({
+        mode,
+        clients: CLIENTS,
+        "pairs/s": Math.round(run.ops / run.seconds),
+        "p50 ms": percentile(run.latencies, 50),
+        "p99 ms": percentile(run.latencies, 99),
+      });
+    }
+    table(`reserve+commit: remote client over HTTP vs direct (${SECONDS} s each)`, rows);
+    console.log(`\nratio HTTP / direct: ${(results["client over HTTP"]! / results["direct meter"]!).toFixed(2)}`);
+
+    // (2) Live fan-out.
+    const before = await server.ask();
+    const abort = new AbortController();
+    const streamUsers = users.slice(0, STREAM_USERS);
+    const waiting = new Map<string, { t0: number; left: number; done: () => void }>();
+    const latencies: number[] = [];
+    const lastOfUser: number[] = [];
+    const opens: Promise<void>[] = [];
+    for (const u of streamUsers) {
+      for (let k = 0; k < STREAMS_PER_USER; k++) {
+        opens.push(
+          openStream(
+            server.url,
+            u,
+            () => {
+              const w = waiting.get(u);
+              if (!w) return;
+              const ms = performance.now() - w.t0;
+              latencies.push(ms);
+              if (--w.left === 0) {
+                lastOfUser.push(ms);
+                waiting.delete(u);
+                w.done();
+              }
+            },
+            abort.signal,
+          ),
+        );
+      }
+      await Promise.all(opens.slice(-STREAMS_PER_USER));
+    }
+    const after = await server.ask();
+    const streams = after.streams;
+    const perStream = (a: number, b: number) => Math.round((a - b) / streams);
+
+    for (let i = 0; i < ROUNDS; i++) {
+      const u = streamUsers[i % STREAM_USERS]!;
+      const r = await meter.reserve(u, "tokens", 1_000);
+      if (!r.allowed) throw new Error("bench reserve denied");
+      // Let the reserve's own event pass before timing the commit's.
+      await new Promise((res) => setTimeout(res, 15));
+      const arrived = new Promise<void>((done) => waiting.set(u, { t0: performance.now(), left: STREAMS_PER_USER, done }));
+      await meter.commit(r.reservationId, { actual: 400 });
+      await Promise.race([arrived, new Promise((res) => setTimeout(res, 2_000))]);
+      waiting.delete(u);
+    }
+    abort.abort();
+    table(`live fan-out: ${streams} open streams across ${STREAM_USERS} users, ${ROUNDS} commits`, [
+      {
+        measure: "commit → event, every stream",
+        samples: latencies.length,
+        "p50 ms": percentile(latencies, 50),
+        "p99 ms": percentile(latencies, 99),
+        "max ms": Math.max(...latencies),
+      },
+      {
+        measure: "commit → event on the user's last stream",
+        samples: lastOfUser.length,
+        "p50 ms": percentile(lastOfUser, 50),
+        "p99 ms": percentile(lastOfUser, 99),
+        "max ms": Math.max(...lastOfUser),
+      },
+    ]);
+    table("server memory per open stream (after GC)", [
+      {
+        streams,
+        "heap B/stream": perStream(after.memory.heapUsed, before.memory.heapUsed),
+        "external B/stream": perStream(after.memory.external, before.memory.external),
+        "rss B/stream": perStream(after.memory.rss, before.memory.rss),
+      },
+    ]);
+    const p99 = percentile(latencies, 99);
+    console.log(`\nfan-out goal p99 ≤ 100 ms: ${p99 <= 100 ? "met" : "NOT met"} (${p99.toFixed(1)} ms)`);
+  } finally {
+    const exited = new Promise((r) => server.child.once("exit", r));
+    server.child.send("exit");
+    await exited;
+    await meter.close();
+  }
+}

@@ -1,0 +1,192 @@
+import { MeterError } from "../../core/errors.js";
+import type { Meter } from "../createMeter.js";
+import { liveHub, type LiveOptions } from "../live/liveHub.js";
+import { checkShape, readJsonObject } from "./body.js";
+import { BROWSER_TOKEN_PREFIX, verifyBrowserToken } from "./browserToken.js";
+import { createCors, type CorsOptions } from "./cors.js";
+import { createIdempotencyStore, idempotencyKey } from "./idempotency.js";
+import { errorJson, json } from "./respond.js";
+import { matchPath, type RouteContext } from "./routes.js";
+import { bearer, secretKeyCheck } from "./secretKeys.js";
+
+/** What `identify` may answer: a user id, or nothing for "not signed in". */
+export type Identity = string | number | null | undefined;
+
+export interface MeterHandlerOptions<Context = undefined> {
+  /**
+   * Who is calling a browser route, from the host app's own session (cookie, JWT…). Gets the
+   * Web `Request` and whatever was passed as the handler's second argument (the Express
+   * `req`, a Hono context…). Return the user id, or null/undefined for "not signed in" (401).
+   * A `MeterError` thrown here is answered as is; anything else is a 500 `internal`.
+   * Default: none — browser routes then accept only browser tokens (`meter.browserToken()`).
+   */
+  identify?: (request: Request, context: Context) => Identity | Promise<Identity>;
+  /**
+   * Keys accepted as `Authorization: Bearer <key>` on the `/v1` server routes (at least 24
+   * characters each). Several at once let you rotate: add the new key, move the callers,
+   * remove the old one. Default: none — every `/v1` route answers 401.
+   */
+  secretKeys?: string | string[];
+  /**
+   * Where the handler is mounted, stripped from the request path before routing: `"/api/meter"`
+   * when a Next.js route handler or Hono sees the whole path. The Express adapter sets it for
+   * you. Default `""`.
+   */
+  basePath?: string;
+  /** CORS for the browser routes (never the `/v1` routes or the webhook). Default: off. */
+  cors?: CorsOptions;
+  /** Largest JSON body accepted, in bytes; larger is 413 `payload_too_large`. Default 65 536. */
+  maxBodyBytes?: number;
+  /** How long an `Idempotency-Key` stays bound to its first request, in ms. Default 86 400 000 (24 h). */
+  idempotencyRetention?: number;
+  /** The live usage stream. The first handler of a meter in a process sets these. Default: see {@link LiveOptions}. */
+  live?: LiveOptions;
+  /**
+   * Called with every 5xx (`internal` bugs, `unavailable` database) before the generic answer
+   * goes out; the client never sees the cause. Default: `console.error`.
+   */
+  onError?: (error: unknown, request: Request) => void;
+}
+
+/** A Web `Request` → `Response` function serving every meterkit route. */
+export type MeterHandler<Context = undefined> = (request: Request, context?: Context) => Promise<Response>;
+
+/**
+ * The framework-free HTTP handler: routing, authentication, validation and error mapping for
+ * the browser routes (`/usage`, `/usage/stream`, `/packs`, `/checkout`), the Stripe webhook and
+ * the `/v1` server routes. Adapters (Express, Node, Next.js, Hono) only translate requests.
+ */
+export function createMeterHandler<Context = undefined>(meter: Meter, options: MeterHandlerOptions<Context> = {}): MeterHandler<Context> {
+  const checkKey = secretKeyCheck(options.secretKeys);
+  const cors = createCors(options.cors);
+  const basePath = (options.basePath ?? "").replace(/\/+$/, "");
+  const maxBodyBytes = options.maxBodyBytes ?? 65_536;
+  const idempotency = createIdempotencyStore(meter.internals, options.idempotencyRetention ?? 86_400_000);
+  const onError = options.onError ?? ((err: unknown) => console.error("meterkit: request failed", err));
+  const scope = meter.internals.schemaName;
+
+  /** The browser's user: a valid browser token, else the host app's `identify`. */
+  const browserUser = async (request: Request, context: Context): Promise<string | null> => {
+    const token = bearer(request);
+    if (token?.startsWith(BROWSER_TOKEN_PREFIX)) return verifyBrowserToken(meter.internals.browserTokenSecrets, scope, token);
+    if (!options.identify) return null;
+    const id = await options.identify(request, context);
+    if (id === null || id === undefined || id === "") return null;
+    if (typeof id !== "string" && typeof id !== "number") {
+      throw new TypeError(`identify() must return a user id (string or number) or null, got ${typeof id}.`);
+    }
+    return String(id);
+  };
+
+  const run = async (request: Request, context: Context, corsHeaders: Record<string, string>): Promise<Response> => {
+    // 1. Route.
+    const url = new URL(request.url);
+    if (basePath && url.pathname !== basePath && !url.pathname.startsWith(basePath + "/")) return noRoute(request, url);
+    let segments: string[];
+    try {
+      segments = url.pathname.slice(basePath.length).split("/").filter(Boolean).map(decodeURIComponent);
+    } catch {
+      throw new MeterError("invalid_request", "The path is not valid percent-encoding.");
+    }
+    const { routes, params } = matchPath(segments);
+    if (routes.length === 0) return noRoute(request, url);
+    const route = routes.find((r) => r.method === request.method);
+    const allowed = routes.map((r) => r.method);
+    if (!route) {
+      if (request.method === "OPTIONS") {
+        return routes[0]!.audience === "browser" ? cors.preflight(request.headers.get("origin"), allowed) : new Response(null, { status: 204, headers: { allow: [...allowed, "OPTIONS"].join(", ") } });
+      }
+      throw new MeterError("method_not_allowed", `${request.method} is not allowed here; use ${allowed.join(" or ")}.`, { allow: allowed.join(", ") });
+    }
+
+    // 2. Authenticate.
+    let userId = "";
+    if (route.audience === "server") await authenticateServer(request, context);
+    else if (route.audience === "browser") {
+      const id = await browserUser(request, context);
+      if (id === null) throw new MeterError("unauthenticated", "Sign in first: no user for this request.");
+      userId = id;
+    }
+
+    // 3. Read and check the body of a server mutation before anything is written.
+    let body: Record<string, unknown> = {};
+    let key: string | undefined;
+    if (route.audience === "server" && route.method !== "GET") {
+      body = await readJsonObject(request, maxBodyBytes);
+      checkShape(body, route.shape ?? {});
+      key = idempotencyKey(request) ?? undefined;
+    }
+
+    const c: RouteContext = {
+      meter,
+      request,
+      params,
+      userId,
+      idempotencyKey: key,
+      body,
+      headers: corsHeaders,
+      maxBodyBytes,
+      stream: (id) => openStream(id, request, corsHeaders),
+    };
+    // 4. Run it, once per Idempotency-Key and request.
+    if (!key) return route.run(c);
+    const claim = await idempotency.claim(key, `${route.method} /${route.path.join("/")} ${JSON.stringify(params)}`, body);
+    try {
+      return await route.run(c);
+    } catch (err) {
+      await claim.release();
+      throw err;
+    }
+  };
+
+  /** A secret key, or 403 for a browser that found its way here, or 401. */
+  const authenticateServer = async (request: Request, context: Context) => {
+    const presented = bearer(request);
+    if (checkKey(presented)) return;
+    const browser = await browserUser(request, context).catch(() => null);
+    if (browser !== null) throw new MeterError("forbidden", "Browsers may read and buy, never write usage: the /v1 routes need a secret key.");
+    throw new MeterError(
+      "unauthenticated",
+      presented === null ? "Send `Authorization: Bearer <secret key>` to use the /v1 routes." : "Unknown secret key.",
+    );
+  };
+
+  const openStream = async (userId: string, request: Request, corsHeaders: Record<string, string>) => {
+    const stream = await liveHub(meter.internals, options.live).open(userId, request.signal);
+    return new Response(stream, {
+      status: 200,
+      headers: {
+        ...corsHeaders,
+        "content-type": "text/event-stream; charset=utf-8",
+        // no-transform keeps compression middleware from buffering the events.
+        "cache-control": "no-store, no-transform",
+        "x-accel-buffering": "no",
+        "x-content-type-options": "nosniff",
+      },
+    });
+  };
+
+  return async (request, context) => {
+    const origin = request.headers.get("origin");
+    let corsHeaders: Record<string, string> = {};
+    try {
+      const path = new URL(request.url).pathname.slice(basePath.length);
+      // CORS applies to the browser routes only.
+      if (!path.startsWith("/v1/") && path !== "/v1" && !path.startsWith("/stripe/")) corsHeaders = cors.headers(origin);
+      return await run(request, context as Context, corsHeaders);
+    } catch (err) {
+      if (err instanceof MeterError) {
+        if (err.status >= 500) onError(err, request);
+        const extra: Record<string, string> = { ...corsHeaders };
+        if (err.code === "method_not_allowed" && typeof err.details.allow === "string") extra.allow = err.details.allow;
+        return errorJson(err, extra);
+      }
+      onError(err, request);
+      return json(500, { error: { code: "internal", message: "Internal error." } }, corsHeaders);
+    }
+  };
+}
+
+function noRoute(request: Request, url: URL): never {
+  throw new MeterError("not_found", `No route ${request.method} ${url.pathname}.`, { reason: "no_route" });
+}

@@ -1,0 +1,125 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+
+/** Most a Node request body is buffered before the handler sees it: over this, it is 413 whatever the route. */
+const NODE_BODY_CAP = 1_048_576;
+
+/**
+ * Node's `IncomingMessage` as a Web `Request`. `url` is the path and query to route on
+ * (Express passes its mount-relative `req.url`). A body some middleware already parsed
+ * (`express.json()`, `express.raw()`) is used as it is; otherwise it is read here (Node
+ * streams are much cheaper than Web streams), stopping one byte past the cap so the handler's
+ * own limit answers 413 without buffering more. `signal` aborts when the client goes away.
+ */
+export async function toWebRequest(req: IncomingMessage, res: ServerResponse, url = req.url ?? "/"): Promise<Request> {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) headers.append(name, v);
+    else headers.set(name, value);
+  }
+  const method = req.method ?? "GET";
+  const init: RequestInit = { method, headers };
+  if (method === "GET") {
+    // Only the live stream needs to know when the client leaves.
+    const controller = new AbortController();
+    res.once("close", () => controller.abort());
+    init.signal = controller.signal;
+  } else if (method !== "HEAD") {
+    const parsed = (req as { body?: unknown }).body;
+    let bytes: Buffer;
+    if (parsed !== undefined && (req.readableEnded || (req as { _body?: boolean })._body)) {
+      bytes = Buffer.isBuffer(parsed) ? parsed : Buffer.from(typeof parsed === "string" ? parsed : JSON.stringify(parsed));
+      if (!Buffer.isBuffer(parsed) && typeof parsed !== "string") headers.set("content-type", "application/json");
+    } else {
+      bytes = await readNodeBody(req);
+    }
+    headers.delete("transfer-encoding");
+    if (bytes.byteLength > 0 || headers.get("content-length") !== null) {
+      // A declared length over the cap was not read at all: keep it so the handler answers 413.
+      if (Number(headers.get("content-length")) <= NODE_BODY_CAP) headers.set("content-length", String(bytes.byteLength));
+      init.body = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) as Uint8Array<ArrayBuffer>;
+    }
+  }
+  return new Request(new URL(url, `http://${req.headers.host ?? "localhost"}`), init);
+}
+
+function readNodeBody(req: IncomingMessage): Promise<Buffer> {
+  if (Number(req.headers["content-length"]) > NODE_BODY_CAP) return Promise.resolve(Buffer.alloc(0));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.byteLength;
+      if (size > NODE_BODY_CAP) {
+        // Enough to know it is too large; the rest is discarded, the connection kept for the 413.
+        req.off("data", onData);
+        req.resume();
+        resolve(Buffer.concat(chunks));
+      }
+    };
+    req.on("data", onData);
+    req.once("end", () => resolve(Buffer.concat(chunks)));
+    req.once("error", reject);
+  });
+}
+
+/** Writes a Web `Response` to Node's `ServerResponse`, honouring backpressure and stopping when the client leaves. */
+export async function sendWebResponse(res: ServerResponse, response: Response): Promise<void> {
+  res.statusCode = response.status;
+  const cookies = response.headers.getSetCookie();
+  response.headers.forEach((value, name) => {
+    if (name !== "set-cookie") res.setHeader(name, value);
+  });
+  if (cookies.length > 0) res.setHeader("set-cookie", cookies);
+  if (!response.body) {
+    res.end();
+    return;
+  }
+  if (!response.headers.get("content-type")?.startsWith("text/event-stream")) {
+    const bytes = Buffer.from(await response.arrayBuffer());
+    res.setHeader("content-length", bytes.byteLength);
+    res.end(bytes);
+    return;
+  }
+  // Streams (Server-Sent Events) need their headers out now, not with the first event.
+  res.flushHeaders();
+  const reader = response.body.getReader();
+  const gone = () => void reader.cancel().catch(() => {});
+  res.once("close", gone);
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (!res.write(value)) {
+        await new Promise<void>((resolve) => {
+          const go = () => (res.off("drain", go), res.off("close", go), resolve());
+          res.once("drain", go);
+          res.once("close", go);
+        });
+        if (res.destroyed) return;
+      }
+    }
+    res.end();
+  } catch {
+    res.destroy();
+  } finally {
+    res.off("close", gone);
+  }
+}
+
+/**
+ * A Node `http.createServer` listener for a meter handler (plain Node, Fastify's raw routes, …).
+ * `context` gives the handler's `identify` its second argument (default: the `IncomingMessage`).
+ */
+export function toNodeHandler<Context = IncomingMessage>(
+  handler: (request: Request, context?: Context) => Promise<Response>,
+  context: (req: IncomingMessage) => Context = (req) => req as Context,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    toWebRequest(req, res)
+      .then((request) => handler(request, context(req)))
+      .then((response) => sendWebResponse(res, response))
+      .catch(() => res.destroy());
+  };
+}

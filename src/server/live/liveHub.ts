@@ -1,0 +1,303 @@
+import pg from "pg";
+import { MeterError } from "../../core/errors.js";
+import type { Usage } from "../../core/types.js";
+import type { MeterInternals } from "../createMeter.js";
+import { toMeterError } from "../db.js";
+import { usage as readUsage } from "../ledger/subscription.js";
+import { createUsageSink, type UsageSink } from "./usageStream.js";
+
+/** Options of the live balance stream (`GET /usage/stream`). */
+export interface LiveOptions {
+  /** Interval between heartbeat comments on every open stream, in ms. Default 15 000. */
+  heartbeat?: number;
+  /** The `retry:` hint sent to clients: how long to wait before reconnecting, in ms. Default 3 000. */
+  retry?: number;
+  /** Open streams one user may hold in this process; one more is refused with 409 `conflict`. Default 5. */
+  maxStreamsPerUser?: number;
+  /** Open streams in this process; one more is refused with 503 `unavailable`. Default 10 000. */
+  maxStreams?: number;
+  /**
+   * Where the one `LISTEN` connection goes: a connection string or `pg.ClientConfig`. Set it
+   * when the pool goes through PgBouncer in transaction mode, which cannot carry `LISTEN`.
+   * Default: the meter's pool settings.
+   */
+  listenDatabase?: string | pg.ClientConfig;
+}
+
+/** What tests and the benchmark can observe of a hub. */
+export interface LiveStats {
+  streams: number;
+  users: number;
+  listening: boolean;
+  /** Times the LISTEN connection was (re)established. */
+  connects: number;
+}
+
+interface UserEntry {
+  sinks: Set<UsageSink>;
+  fetching: boolean;
+  again: boolean;
+  force: boolean;
+}
+
+const MAX_BACKOFF = 5_000;
+/** The `application_name` of the LISTEN connection. */
+export const LISTEN_APPLICATION_NAME = "meterkit-listen";
+/** Heartbeats a client may leave its buffer full before its stream is dropped. */
+const MAX_STALLED_BEATS = 4;
+/** Users whose Usage is re-read at once after a reconnect or on a heartbeat. */
+const RESYNC_CONCURRENCY = 4;
+
+/**
+ * The live balance fan-out of one meter in this process: ONE `LISTEN` connection whatever the
+ * number of streams, and per user the set of open streams. A notification (the user id) leads
+ * to one Usage read per user, however many streams and notifications — reads coalesce — sent
+ * to every stream of that user. The connection reconnects by itself (backoff with jitter) and
+ * then re-sends current usage to everyone, since changes made meanwhile were not announced.
+ * Each heartbeat also re-reads every watched user (sending only what changed), which heals an
+ * announcement lost between a commit and its NOTIFY.
+ */
+export class LiveHub {
+  private readonly users = new Map<string, UserEntry>();
+  private client: pg.Client | null = null;
+  private connecting: Promise<void> | null = null;
+  private listening = false;
+  private connects = 0;
+  private failures = 0;
+  private closed = false;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private readonly beat: NodeJS.Timeout;
+  private streams = 0;
+  private refreshing = false;
+  private readonly heartbeatMs: number;
+  private readonly retry: number;
+  private readonly perUser: number;
+  private readonly maxStreams: number;
+
+  constructor(
+    private readonly internals: MeterInternals,
+    private readonly options: LiveOptions = {},
+  ) {
+    this.heartbeatMs = options.heartbeat ?? 15_000;
+    this.retry = options.retry ?? 3_000;
+    this.perUser = options.maxStreamsPerUser ?? 5;
+    this.maxStreams = options.maxStreams ?? 10_000;
+    // One timer for every stream, not one per stream.
+    this.beat = setInterval(() => this.heartbeat(), this.heartbeatMs);
+    this.beat.unref();
+  }
+
+  stats(): LiveStats {
+    return { streams: this.streams, users: this.users.size, listening: this.listening, connects: this.connects };
+  }
+
+  /**
+   * Opens a stream for `userId`: makes sure LISTEN is on (so no change between the first read
+   * and the subscription is lost), registers the stream, then sends the current Usage.
+   */
+  async open(userId: string, signal: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    if (this.closed) throw new MeterError("unavailable", "The meter is closing.");
+    const existing = this.users.get(userId);
+    if (existing && existing.sinks.size >= this.perUser) {
+      throw new MeterError("too_many_requests", `Too many open usage streams for this user (at most ${this.perUser}); close one first.`, {
+        reason: "too_many_streams",
+        limit: this.perUser,
+      });
+    }
+    if (this.streams >= this.maxStreams) {
+      throw new MeterError("unavailable", "This server has too many open usage streams; retry later.", { reason: "too_many_streams" });
+    }
+    await this.listen();
+    // The first read doubles as the check that the user exists (not_found → no stream).
+    const first = await readUsage(this.internals.ledger, userId);
+    let entry = this.users.get(userId);
+    if (!entry) {
+      entry = { sinks: new Set(), fetching: false, again: false, force: false };
+      this.users.set(userId, entry);
+    }
+    if (entry.sinks.size >= this.perUser) {
+      throw new MeterError("too_many_requests", `Too many open usage streams for this user (at most ${this.perUser}); close one first.`, {
+        reason: "too_many_streams",
+        limit: this.perUser,
+      });
+    }
+    const e = entry;
+    const sink = createUsageSink({
+      userId,
+      retry: this.retry,
+      maxStalledBeats: MAX_STALLED_BEATS,
+      onClose: () => {
+        this.streams--;
+        e.sinks.delete(sink);
+        if (e.sinks.size === 0 && this.users.get(userId) === e) this.users.delete(userId);
+        signal.removeEventListener("abort", onAbort);
+      },
+    });
+    const onAbort = () => sink.close(true);
+    this.streams++;
+    e.sinks.add(sink);
+    signal.addEventListener("abort", onAbort, { once: true });
+    if (signal.aborted) sink.close(true);
+    sink.send(first, true);
+    // A change may have landed between the read and the registration: read again if one is under way.
+    if (e.fetching) e.again = true;
+    return sink.stream;
+  }
+
+  /** Ends every stream and the LISTEN connection. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.beat);
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    for (const entry of [...this.users.values()]) for (const s of [...entry.sinks]) s.close();
+    this.users.clear();
+    const c = this.client;
+    this.client = null;
+    this.listening = false;
+    await c?.end().catch(() => {});
+  }
+
+  /** Resolves once LISTEN is on; rejects with `unavailable` when the database cannot be reached. */
+  private listen(): Promise<void> {
+    if (this.listening) return Promise.resolve();
+    this.connecting ??= this.connect().finally(() => {
+      this.connecting = null;
+    });
+    return this.connecting;
+  }
+
+  private async connect(): Promise<void> {
+    const config = this.options.listenDatabase ?? { ...this.internals.pool.options };
+    // Named, so operators (and tests) can find it in pg_stat_activity.
+    const base = { keepAlive: true, application_name: LISTEN_APPLICATION_NAME };
+    const client = new pg.Client(typeof config === "string" ? { ...base, connectionString: config } : { ...base, ...config, application_name: LISTEN_APPLICATION_NAME });
+    let dead = false;
+    const lost = () => {
+      if (dead) return;
+      dead = true;
+      if (this.client === client) {
+        this.client = null;
+        this.listening = false;
+      }
+      client.end().catch(() => {});
+      this.scheduleReconnect();
+    };
+    client.on("error", lost);
+    client.on("end", lost);
+    client.on("notification", (n) => {
+      if (n.channel === this.internals.channel && n.payload) this.refresh(n.payload, false);
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN "${this.internals.channel.replace(/"/g, '""')}"`);
+    } catch (err) {
+      dead = true;
+      client.end().catch(() => {});
+      if (this.users.size > 0) this.scheduleReconnect();
+      throw toMeterError(err);
+    }
+    if (this.closed) {
+      dead = true;
+      await client.end().catch(() => {});
+      return;
+    }
+    const reconnected = this.connects > 0;
+    this.client = client;
+    this.listening = true;
+    this.connects++;
+    this.failures = 0;
+    // Changes made while we were deaf were not announced: re-send everyone's current usage.
+    if (reconnected) void this.resyncAll();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || this.reconnectTimer || this.users.size === 0) return;
+    const delay = Math.min(MAX_BACKOFF, 100 * 2 ** this.failures++) * (0.5 + Math.random() / 2);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.listening || this.closed) return;
+      this.listen().catch(() => this.scheduleReconnect());
+    }, delay);
+    this.reconnectTimer.unref();
+  }
+
+  private async resyncAll(force = true): Promise<void> {
+    const queue = [...this.users.keys()];
+    const worker = async () => {
+      for (let id = queue.shift(); id !== undefined; id = queue.shift()) await this.refresh(id, force);
+    };
+    await Promise.all(Array.from({ length: RESYNC_CONCURRENCY }, worker));
+  }
+
+  /** Reads the user's Usage once and sends it to all their streams; calls during a read coalesce into one more read. */
+  private async refresh(userId: string, force: boolean): Promise<void> {
+    const entry = this.users.get(userId);
+    if (!entry) return;
+    if (entry.fetching) {
+      entry.again = true;
+      entry.force ||= force;
+      return;
+    }
+    entry.fetching = true;
+    entry.force = force;
+    try {
+      do {
+        entry.again = false;
+        const f = entry.force;
+        entry.force = false;
+        let usage: Usage;
+        try {
+          usage = await readUsage(this.internals.ledger, userId);
+        } catch {
+          // The database is away: the reconnect that follows re-sends everything.
+          return;
+        }
+        for (const s of entry.sinks) s.send(usage, f);
+      } while (entry.again && entry.sinks.size > 0);
+    } finally {
+      entry.fetching = false;
+    }
+  }
+
+  private heartbeat(): void {
+    for (const entry of this.users.values()) {
+      for (const s of [...entry.sinks]) if (!s.heartbeat()) s.close(true);
+    }
+    // Announcements go out after commit (src/server/notifier.ts), so a process that dies in
+    // between loses one: re-reading on the heartbeat heals that within one interval. Streams
+    // only get an event when the version moved.
+    if (this.listening && !this.refreshing) {
+      this.refreshing = true;
+      void this.resyncAll(false).finally(() => (this.refreshing = false));
+    }
+    // A half-open connection (a network cut) shows no error: a ping finds out.
+    const c = this.client;
+    if (c && this.listening) {
+      const timer = setTimeout(() => c.emit("error", new Error("LISTEN ping timed out")), Math.max(this.heartbeatMs, 5_000));
+      timer.unref();
+      c.query("SELECT 1").then(
+        () => clearTimeout(timer),
+        () => clearTimeout(timer),
+      );
+    }
+  }
+}
+
+const hubs = new WeakMap<MeterInternals, LiveHub>();
+
+/** What the meter's hub in this process holds, or null when no stream was ever opened. */
+export function liveStats(internals: MeterInternals): LiveStats | null {
+  return hubs.get(internals)?.stats() ?? null;
+}
+
+/** The one hub of a meter in this process, created on first use and closed with `meter.close()`. */
+export function liveHub(internals: MeterInternals, options?: LiveOptions): LiveHub {
+  let hub = hubs.get(internals);
+  if (!hub) {
+    const h = new LiveHub(internals, options);
+    hubs.set(internals, h);
+    internals.onClose.push(() => h.close());
+    hub = h;
+  }
+  return hub;
+}

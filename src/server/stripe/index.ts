@@ -1,0 +1,31 @@
+import type { Meter } from "../createMeter.js";
+import { linkStripeCustomer as link, stripeCustomerOf as lookup } from "./customers.js";
+
+/**
+ * Links a user to an existing Stripe customer (`cus_…`), e.g. the one a post-paid subscription
+ * bills: checkout and meter sync then use it. Replaces an earlier link.
+ */
+export function linkStripeCustomer(meter: Pick<Meter, "internals">, userId: string, customerId: string): Promise<void> {
+  return link(meter.internals, userId, customerId);
+}
+
+/** The Stripe customer linked to `userId` (by `linkStripeCustomer` or a first checkout), or null. */
+export function stripeCustomerOf(meter: Pick<Meter, "internals">, userId: string): Promise<string | null> {
+  return lookup(meter.internals, userId);
+}
+
+export { startStripeStandIn, decodeStripeForm } from "./startStripeStandIn.js";
+export type {
+  StripeStandIn,
+  StripeStandInOptions,
+  StandInFailure,
+  StandInSession,
+  StandInMeterEvent,
+  StandInDelivery,
+  StandInEvent,
+  RecordedRequest,
+} from "./startStripeStandIn.js";
+export type { StripeOptions, StripePackOptions, StripeMeterOptions } from "./config.js";
+export type { SyncStripeMetersOptions, SyncStripeMetersResult, MeterSyncItem } from "./syncStripeMeters.js";
+export type { WebhookResult } from "./webhook.js";
+export type { StripeBilling } from "./createStripeBilling.js";

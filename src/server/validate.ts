@@ -35,11 +35,18 @@ export function metadataJson(value: unknown, name = "metadata"): string | null {
     throw new MeterError("invalid_request", `${name} must be a plain object.`, { field: name });
   }
   let json: string;
+  // Postgres jsonb rejects the \uD800-style escapes JSON.stringify writes for lone surrogates
+  // (in keys or strings): refuse them here rather than fail inside the ledger.
+  let malformed = false;
   try {
-    json = JSON.stringify(value);
+    json = JSON.stringify(value, function (this: unknown, key: string, v: unknown) {
+      if (!key.isWellFormed() || (typeof v === "string" && !v.isWellFormed())) malformed = true;
+      return v;
+    });
   } catch {
     throw new MeterError("invalid_request", `${name} must be JSON-serialisable.`, { field: name });
   }
+  if (malformed) throw new MeterError("invalid_request", `${name} must not contain lone surrogates (malformed UTF-16).`, { field: name });
   if (Buffer.byteLength(json) > MAX_METADATA_BYTES) {
     throw new MeterError("invalid_request", `${name} must be at most ${MAX_METADATA_BYTES} bytes of JSON.`, { field: name });
   }

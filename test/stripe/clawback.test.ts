@@ -121,6 +121,21 @@ describe("refunds", () => {
     expect(await available("r6")).toBe(before);
   });
 
+  test("a usage refund after a clawback goes back to the pack it was spent from, not to the refunded pack", async () => {
+    await buy("r-back"); // first pack: 500 of it get spent
+    await spend("r-back", 500);
+    const refunded = await buy("r-back"); // second pack: refunded in full before any use
+    await t.deliver(stripeEvent("charge.refunded", refundedCharge(refunded.payment_intent, 500)));
+    await t.meter.track("r-back", "llm.tokens.refund", 500);
+    const s = t.meter.internals.schema;
+    const { rows } = await t.meter.internals.pool.query<{ remaining: string }>(
+      `SELECT remaining FROM ${s}.grants WHERE user_id = 'r-back' ORDER BY created_at, id`,
+    );
+    expect(rows.map((r) => Number(r.remaining))).toEqual([10_000, 0]);
+    expect(await available("r-back")).toBe(10_000);
+    expect(await t.meter.audit("r-back")).toEqual([]);
+  });
+
   test("a charge without a payment intent is ignored", async () => {
     const charge = { ...refundedCharge("x", 500), payment_intent: null };
     expect(await t.deliver(stripeEvent("charge.refunded", charge))).toEqual({ received: true, ignored: true });

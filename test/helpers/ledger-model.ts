@@ -37,9 +37,10 @@ export class LedgerModel {
   held() {
     return this.holds.filter((h) => h.status === "open" && h.expiresAt > this.now).reduce((s, h) => s + h.amount, 0);
   }
-  available() {
+  /** Grants count only while valid at `until` (a hold is admitted only against credits that outlive it). */
+  available(until = this.now) {
     const b = this.bal();
-    const grants = this.grants.filter((g) => this.active(g)).reduce((s, g) => s + g.remaining, 0);
+    const grants = this.grants.filter((g) => g.expiresAt === null || g.expiresAt > until).reduce((s, g) => s + g.remaining, 0);
     return Math.max(0, this.quota - (b.used - b.ufg)) + grants - this.held();
   }
   private draw(amount: number) {
@@ -81,7 +82,7 @@ export class LedgerModel {
 
   reserve(id: string, amount: number, ttl: number): boolean {
     this.enter();
-    if (this.available() < amount) return false;
+    if (this.available(this.now + ttl) < amount) return false;
     this.holds.push({ id, amount, status: "open", expiresAt: this.now + ttl });
     return true;
   }

@@ -195,6 +195,17 @@ describe("periods and grants", () => {
     expect(await tokens()).toMatchObject({ remaining: 1000, granted: 0 });
   });
 
+  test("a hold is admitted only against grants that outlive it", async () => {
+    await meter.upsertSubscription({ userId: user, planId: "free" });
+    await meter.track(user, "llm.tokens", 1000); // the allowance is spent
+    await meter.grant(user, "tokens", 500, { expiresAt: "2026-01-15T12:00:10.000Z" });
+    expect(await meter.reserve(user, "llm.tokens", 500, { ttl: 60_000 })).toMatchObject({ allowed: false, remaining: 0 });
+    const short = await hold(500, user, { ttl: 5_000 });
+    await meter.commit(short.reservationId, { actual: 500 });
+    const c = await tokens();
+    expect(c.used + c.held).toBeLessThanOrEqual(c.quota + c.granted);
+  });
+
   test("a hold made before a period ends is charged to the period it is committed in", async () => {
     await meter.upsertSubscription({ userId: user, planId: "free" });
     await clock.set("2026-01-31T23:59:50.000Z");

@@ -278,8 +278,10 @@ BEGIN
   ON CONFLICT (user_id, counter_key) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at;
 END $$;
 
--- What the user can still spend on this counter now (may be negative with overage or debt).
-CREATE FUNCTION available(c ctx) RETURNS bigint
+-- What the user can still spend on this counter (may be negative with overage or debt),
+-- counting only grants that are still valid at `p_until`: a hold is admitted only against
+-- credits that outlive it, so a grant expiring under an open hold cannot leave it uncovered.
+CREATE FUNCTION available(c ctx, p_until timestamptz) RETURNS bigint
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT AS $$
 -- plpgsql rather than sql: its plans are cached per session (a non-inlined SQL function is
@@ -292,10 +294,17 @@ BEGIN
   SELECT greatest(0, c.quota - (b.used - b.used_from_grants)) INTO allowance
   FROM balances b WHERE b.user_id = c.user_id AND b.counter_key = c.counter_key AND b.period_start = c.period_start;
   SELECT coalesce(sum(remaining), 0) INTO grants_left FROM grants
-  WHERE user_id = c.user_id AND counter_key = c.counter_key AND (expires_at IS NULL OR expires_at > clock());
+  WHERE user_id = c.user_id AND counter_key = c.counter_key AND (expires_at IS NULL OR expires_at > p_until);
   SELECT coalesce(sum(amount), 0) INTO held FROM holds
   WHERE user_id = c.user_id AND counter_key = c.counter_key AND status = 'open' AND expires_at > clock();
   RETURN coalesce(allowance, greatest(c.quota, 0)) + grants_left - held;
+END $$;
+
+CREATE FUNCTION available(c ctx) RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT AS $$
+BEGIN
+  RETURN available(c, clock());
 END $$;
 
 -- Charges `amount` (> 0) as usage: allowance first, then grants soonest-expiring first, then
@@ -429,13 +438,13 @@ BEGIN
   PERFORM enter(c);
   prior := replay(p_user, p_key, p_fingerprint);
   IF prior IS NOT NULL THEN RETURN prior; END IF;
-  avail := available(c);
+  exp := clock() + p_ttl_ms * interval '1 millisecond';
+  avail := available(c, exp);
   IF avail < p_amount THEN
     RETURN remember(p_user, p_key, p_fingerprint, jsonb_build_object(
       'allowed', false, 'reason', 'limit_reached', 'remaining', greatest(avail, 0),
       'required', p_amount, 'counter', p_counter));
   END IF;
-  exp := clock() + p_ttl_ms * interval '1 millisecond';
   INSERT INTO holds (id, user_id, counter_key, meter_key, amount, status, expires_at, model, token_prices, metadata)
   VALUES (p_hold_id, p_user, p_counter, p_meter, p_amount, 'open', exp, p_model, p_token_prices, p_metadata);
   INSERT INTO entries (user_id, counter_key, kind, amount, hold_id, meter_key, model, metadata)

@@ -1,0 +1,164 @@
+/*
+ * `npm run screenshots`: the README's pictures of the demo, taken from the real thing. Starts
+ * a throwaway embedded Postgres and `demo/server.ts`, plays a short session in Chromium, and
+ * writes docs/screenshots/{chat,usage,dialog}.png (plus dark-mode variants of the chat).
+ *
+ *   CHROMIUM_PATH   Chromium to drive (default /usr/bin/chromium)
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { startEmbeddedPostgres } from "../demo/embeddedPostgres.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const OUT = join(ROOT, "docs", "screenshots");
+const VIEWPORT = { width: 1200, height: 800 };
+
+interface DemoProcess {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** `demo/server.ts` on a free port against `databaseUrl`; resolves once it prints its URL. */
+async function startDemo(databaseUrl: string, env: Record<string, string>): Promise<DemoProcess> {
+  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "demo/server.ts"], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: "0", DATABASE_URL: databaseUrl, STRIPE_SECRET_KEY: "", STRIPE_WEBHOOK_SECRET: "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString();
+      const m = /ready in [\d.]+ s: (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    child.once("exit", (code) => reject(new Error(`demo/server.ts exited (${code}):\n${out}`)));
+  });
+  return {
+    url,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+async function sendPrompt(page: Page, prompt: string, limit: number) {
+  await page.getByLabel("Reply limit").selectOption(String(limit));
+  await page.getByRole("textbox", { name: "Prompt" }).fill(prompt);
+  await page.getByRole("textbox", { name: "Prompt" }).press("Enter");
+}
+
+async function waitForCost(page: Page, index: number, text: string) {
+  await page.locator('[data-testid="reply-cost"]').nth(index).filter({ hasText: text }).waitFor({ timeout: 30_000 });
+}
+
+/** Waits until reply `index` has at least `words` words on screen. */
+async function waitForWords(page: Page, index: number, words: number) {
+  await page.waitForFunction(
+    ([i, n]) => (document.querySelectorAll('[data-testid="reply"]')[i]?.textContent ?? "").split(/\s+/).length >= n,
+    [index, words] as const,
+    { timeout: 30_000 },
+  );
+}
+
+async function shoot(page: Page, name: string, options: { fullPage?: boolean } = {}) {
+  const path = join(OUT, `${name}.png`);
+  // Let transitions (the balance bar) settle and hide the blinking caret's timing from the picture.
+  await page.waitForTimeout(450);
+  await page.screenshot({ path, fullPage: options.fullPage ?? false, animations: "disabled" });
+  console.log(`  ${name}.png`);
+}
+
+async function main() {
+  await mkdir(OUT, { recursive: true });
+  const dataDir = join(tmpdir(), `meterkit-screenshots-${randomUUID()}`);
+  const postgres = await startEmbeddedPostgres(dataDir);
+  let demo: DemoProcess | null = null;
+  let browser: Browser | null = null;
+  try {
+    demo = await startDemo(postgres.url, { DEMO_WORD_MS: "22" });
+    browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+      headless: true,
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--font-render-hinting=none",
+      ],
+    });
+    console.log(`Writing ${OUT}:`);
+
+    for (const scheme of ["light", "dark"] as const) {
+      const context = await browser.newContext({ viewport: VIEWPORT, locale: "en-US", colorScheme: scheme, deviceScaleFactor: 1 });
+      const page = await context.newPage();
+      const suffix = scheme === "dark" ? "-dark" : "";
+      // The same scene in both colour schemes: start each from a fresh demo user.
+      await fetch(`${demo.url}/api/reset`, { method: "POST" });
+      await page.goto(demo.url);
+      await page.locator('[data-testid="balance"][data-state="normal"]').waitFor();
+
+      // 1. The chat: one settled reply, and a second one streaming with its hold on the badge.
+      await sendPrompt(page, "Hi! What can you do?", 300);
+      await waitForCost(page, 0, "Charged");
+      await sendPrompt(page, "Write a long story about a metered model", 600);
+      await waitForWords(page, 1, 45);
+      await shoot(page, `chat${suffix}`);
+      await page.getByRole("button", { name: "Stop" }).click();
+      await waitForCost(page, 1, "Stopped · charged");
+
+      // 2. The usage view, after one more reply.
+      await sendPrompt(page, "What does meterkit do?", 300);
+      await waitForCost(page, 2, "Charged");
+      await sendPrompt(page, "How are tokens counted?", 300);
+      await waitForCost(page, 3, "Charged");
+      await page.getByRole("link", { name: "Usage" }).click();
+      await page.locator("table.demo-entries tbody tr").first().waitFor();
+      await shoot(page, `usage${suffix}`, { fullPage: true });
+      await context.close();
+    }
+
+    // 3. Out of tokens: a 1,000-token plan, two replies, and a third prompt whose hold does not fit.
+    await demo.stop();
+    demo = await startDemo(postgres.url, { DEMO_QUOTA: "1000", DEMO_WORD_MS: "5" });
+    for (const scheme of ["light", "dark"] as const) {
+      const context = await browser.newContext({ viewport: VIEWPORT, locale: "en-US", colorScheme: scheme, deviceScaleFactor: 1 });
+      const page = await context.newPage();
+      await fetch(`${demo.url}/api/reset`, { method: "POST" });
+      await page.goto(demo.url);
+      await page.locator('[data-testid="balance"][data-state="normal"]').waitFor();
+      await sendPrompt(page, "Hi! What can you do?", 300);
+      await waitForCost(page, 0, "Charged");
+      await sendPrompt(page, "What does meterkit do?", 300);
+      await waitForCost(page, 1, "Charged");
+      await sendPrompt(page, "Write a long story about a metered model", 1000);
+      await page.getByRole("dialog").getByRole("button", { name: /Starter pack/ }).waitFor();
+      await shoot(page, `dialog${scheme === "dark" ? "-dark" : ""}`);
+      await context.close();
+    }
+  } finally {
+    await browser?.close();
+    await demo?.stop();
+    await postgres.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

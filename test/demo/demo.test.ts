@@ -1,0 +1,207 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium, type Browser, type Locator, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { DEMO_MODEL, SYSTEM_PROMPT } from "../../demo/constants.js";
+import { plannedReply } from "../../demo/model.js";
+import { countTokens, estimateChatTokens, type ChatMessageLike } from "../../src/ai/index.js";
+import { freshDatabase } from "../helpers/db.js";
+
+/*
+ * The demo end to end: `demo/server.ts` as `npm start` runs it (on a fresh database of the
+ * run's Postgres, the local Stripe stand-in, a small quota), driven in Debian Chromium through
+ * playwright-core. One browser, one page, one story. Screenshots go to test-results/demo/.
+ */
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const SHOTS = join(ROOT, "test-results", "demo");
+const QUOTA = 1500;
+const PACK = 10_000;
+
+let server: ChildProcess;
+let url: string;
+let drop: () => Promise<void>;
+let browser: Browser;
+let page: Page;
+
+beforeAll(async () => {
+  const db = await freshDatabase();
+  drop = db.drop;
+  await mkdir(SHOTS, { recursive: true });
+  server = spawn(process.execPath, ["--import", "tsx", "demo/server.ts"], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      PORT: "0",
+      DATABASE_URL: db.url,
+      DEMO_QUOTA: String(QUOTA),
+      // Faster than the demo's 35 ms a word, slow enough to see the hold while a reply streams.
+      DEMO_WORD_MS: "10",
+      STRIPE_SECRET_KEY: "",
+      STRIPE_WEBHOOK_SECRET: "",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  url = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString();
+      const m = /ready in [\d.]+ s: (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    };
+    server.stdout!.on("data", onData);
+    server.stderr!.on("data", onData);
+    server.once("exit", (code) => reject(new Error(`demo/server.ts exited (${code}) before it was ready:\n${out}`)));
+  });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-dev-shm-usage",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
+  });
+  const context = await browser.newContext({ locale: "en-US", viewport: { width: 1100, height: 800 }, colorScheme: "light" });
+  page = await context.newPage();
+}, 90_000);
+
+afterAll(async () => {
+  await browser?.close();
+  if (server && server.exitCode === null) {
+    const exited = new Promise((r) => server.once("exit", r));
+    server.kill("SIGTERM");
+    await exited;
+  }
+  await drop?.();
+});
+
+/** The balance the badge shows ("1,172 tokens left"). */
+async function balance(): Promise<number> {
+  const text = (await page.locator('[data-testid="balance"] .mk-badge-text').textContent()) ?? "";
+  const m = /^([\d,]+) tokens? left/.exec(text);
+  return m ? Number(m[1]!.replace(/,/g, "")) : NaN;
+}
+
+async function shot(name: string, target: Page = page) {
+  await target.screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
+/** Waits until the locator's text contains `text`. */
+async function textOf(locator: Locator, text: string, timeout: number) {
+  await expect.poll(async () => (await locator.textContent()) ?? "", { timeout }).toContain(text);
+}
+
+const replies = () => page.locator('[data-testid="reply"]');
+const costs = () => page.locator('[data-testid="reply-cost"]');
+
+async function send(prompt: string, limit: number) {
+  await page.getByLabel("Reply limit").selectOption(String(limit));
+  await page.getByRole("textbox", { name: "Prompt" }).fill(prompt);
+  await page.getByRole("textbox", { name: "Prompt" }).press("Enter");
+}
+
+describe("the demo, end to end in Chromium", () => {
+  test("a reply holds prompt + limit, is charged exactly prompt + reply tokens; Stop charges what was produced; out of credit, a pack bought through the stand-in lands live", async () => {
+    const conversation: ChatMessageLike[] = [{ role: "system", content: SYSTEM_PROMPT }];
+    const promptTokens = () => estimateChatTokens(conversation, { model: DEMO_MODEL });
+
+    // 0. A fresh user with the whole (small) allowance.
+    await page.goto(url);
+    await expect.poll(balance, { timeout: 15_000 }).toBe(QUOTA);
+    await page.evaluate(() => ((window as unknown as { sameDocument: boolean }).sameDocument = true));
+    await shot("01-start");
+
+    // 1. Send a prompt: the badge shows the hold (prompt + reply limit) while the reply streams.
+    const first = "What does meterkit do?";
+    conversation.push({ role: "user", content: first });
+    const held = promptTokens() + 300;
+    await page.getByRole("button", { name: first }).click();
+    await page.locator('[data-testid="balance"][data-held]').waitFor({ timeout: 10_000 });
+    const heldText = (await page.locator('[data-testid="balance"] .mk-badge-held').textContent()) ?? "";
+    expect(Number(/([\d,]+)/.exec(heldText)?.[1]?.replace(/,/g, ""))).toBe(held);
+    expect(await balance()).toBe(QUOTA - held);
+    await shot("02-streaming-held");
+
+    // 2. The reply ends: the balance dropped by exactly prompt + reply tokens, the rest came back.
+    await textOf(costs().first(), "Charged", 20_000);
+    const reply1 = (await replies().first().textContent())!;
+    conversation.push({ role: "assistant", content: reply1 });
+    const charged1 = estimateChatTokens(conversation.slice(0, 2), { model: DEMO_MODEL }) + countTokens(reply1, { model: DEMO_MODEL });
+    await expect.poll(balance, { timeout: 10_000 }).toBe(QUOTA - charged1);
+    await page.locator('[data-testid="balance"][data-held]').waitFor({ state: "detached" });
+    expect(await costs().first().getAttribute("data-charged")).toBe(String(charged1));
+    await shot("03-reply-charged");
+
+    // 3. Stop mid-reply: charged the prompt and the words produced, not the reply limit.
+    const second = "Write a long story about a metered model";
+    conversation.push({ role: "user", content: second });
+    const prompt2 = promptTokens();
+    const planned = plannedReply({ model: DEMO_MODEL, messages: conversation, max_tokens: 600 }).pieces;
+    const before2 = QUOTA - charged1;
+    await send(second, 600);
+    await expect.poll(async () => ((await replies().nth(1).textContent()) ?? "").split(/\s+/).length, { timeout: 15_000 }).toBeGreaterThan(20);
+    await page.getByRole("button", { name: "Stop" }).click();
+    await textOf(costs().nth(1), "Stopped · charged", 10_000);
+    const shown = (await replies().nth(1).textContent())!;
+    const charged2 = Number(await costs().nth(1).getAttribute("data-charged"));
+    // The server may have produced a word or two the page had not drawn yet when Stop landed.
+    const shownPieces = planned.findIndex((_, i) => planned.slice(0, i + 1).join("") === shown) + 1;
+    expect(shownPieces).toBeGreaterThan(20);
+    const produced = [0, 1, 2, 3].map((extra) => shownPieces + extra).find((k) => prompt2 + countTokens(planned.slice(0, k).join(""), { model: DEMO_MODEL }) === charged2);
+    expect(produced, `charged ${charged2} = prompt ${prompt2} + the tokens of the first k words, k ≥ ${shownPieces}`).toBeDefined();
+    expect(produced!).toBeLessThan(planned.length);
+    expect(charged2).toBeLessThan(prompt2 + 600);
+    await expect.poll(balance, { timeout: 10_000 }).toBe(before2 - charged2);
+    await shot("04-stopped");
+    conversation.push({ role: "assistant", content: shown });
+
+    // 4. Spend the rest: replies until the next prompt's hold does not fit. The dialog opens by itself.
+    const dialog = page.getByRole("dialog");
+    for (let i = 0; i < 4 && !(await dialog.isVisible()); i++) {
+      const n = await costs().count();
+      await send("Tell me another long story", 600);
+      await dialog.or(costs().nth(n).filter({ hasText: "Charged" })).waitFor({ timeout: 20_000 });
+    }
+    expect(await dialog.isVisible()).toBe(true);
+    expect(await dialog.getByRole("heading").textContent()).toBe("Tokens limit reached");
+    expect(await page.locator(".demo-notice").textContent()).toContain("Not enough tokens");
+    const exhausted = await balance();
+    expect(exhausted).toBeLessThan(1000);
+    const buy = dialog.getByRole("button", { name: /Starter pack/ });
+    expect(await buy.textContent()).toBe("Starter pack · 10,000 tokens · $5.00");
+    await shot("05-limit-dialog");
+
+    // 5. Buy a pack: checkout (the stand-in) opens in a new tab; Pay sends the signed webhook.
+    const [checkout] = await Promise.all([page.waitForEvent("popup"), buy.click()]);
+    await checkout.waitForLoadState();
+    await checkout.getByText("not Stripe").waitFor();
+    await shot("06-checkout", checkout);
+    await checkout.getByRole("button", { name: "Pay" }).click();
+    await checkout.waitForURL(/checkout=success|\/$/);
+
+    // 6. The first tab's badge rises by the pack, live: no reload, the dialog closes.
+    await expect.poll(balance, { timeout: 10_000 }).toBe(exhausted + PACK);
+    expect(await page.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument)).toBe(true);
+    await dialog.waitFor({ state: "hidden" });
+    await page.getByText(`+${PACK.toLocaleString("en-US")} tokens added`).waitFor();
+    await shot("07-pack-landed");
+    await checkout.close();
+
+    // 7. The usage view lists the ledger entries behind all this, and the chart has today's bar.
+    await page.getByRole("link", { name: "Usage" }).click();
+    const kinds = page.locator("table.demo-entries tbody tr");
+    await kinds.first().waitFor();
+    expect(await kinds.first().getAttribute("data-kind")).toBe("grant");
+    const seen = new Set(await kinds.evaluateAll((rows) => rows.map((r) => r.getAttribute("data-kind"))));
+    expect([...seen].sort()).toEqual(["commit", "grant", "refund", "reserve"]);
+    expect(Number(await page.locator(".demo-chart-bar-today").getAttribute("height"))).toBeGreaterThan(0);
+    await shot("08-usage");
+  }, 120_000);
+});

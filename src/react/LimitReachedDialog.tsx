@@ -1,5 +1,5 @@
 import type { QueryClient } from "@tanstack/react-query";
-import { useEffect, useId, type ReactNode } from "react";
+import { useEffect, useId, useRef, type ReactNode } from "react";
 import { BuyCreditsButton } from "./BuyCreditsButton.js";
 import { useMeterContext } from "./context.js";
 import type { CounterView } from "./counterView.js";
@@ -35,7 +35,7 @@ export interface LimitReachedDialogProps {
   onOpenChange?: (open: boolean) => void;
   /** The counter to explain when no 402 says which. Default: the first empty counter, else the first. */
   counter?: string;
-  /** Heading. Default: `` `${label} limit reached` ``. */
+  /** Heading. Default: `` `${label} limit reached` ``, or `` `Buy more ${label}` `` when opened while credit remains. */
   title?: ReactNode | ((details: LimitReachedDetails) => ReactNode);
   /** Text under the heading. Default: what is left, what was needed, and when it renews. */
   description?: ReactNode | ((details: LimitReachedDetails) => ReactNode);
@@ -77,9 +77,13 @@ export function LimitReachedDialog(props: LimitReachedDialogProps) {
   const store = useLimitReached();
   const [isOpen, setOpen] = useControllableState({ prop: open, defaultProp: defaultOpen || store.isOpen, onChange: onOpenChange });
 
-  // A new limit event asks to open; controlled dialogs hear it through onOpenChange.
+  // A new limit event asks to open, and `useLimitReached().close()` to close; controlled
+  // dialogs hear both through onOpenChange.
+  const storeWasOpen = useRef(store.isOpen);
   useEffect(() => {
     if (store.isOpen) setOpen(true);
+    else if (storeWasOpen.current) setOpen(false);
+    storeWasOpen.current = store.isOpen;
   }, [store.isOpen, store.info, setOpen]);
 
   const close = () => {
@@ -104,6 +108,8 @@ export function LimitReachedDialog(props: LimitReachedDialogProps) {
   const fmt = (n: number) => formatAmount(n, counter?.unit ?? "tokens", { locale, currency: counter?.currency, compact: false });
   const render = (v: LimitReachedDialogProps["title"], fallback: ReactNode) => (typeof v === "function" ? v(details) : (v ?? fallback));
   const info = store.info;
+  // Opened by hand (a "Buy" button) while credit remains: offer packs, don't announce a limit.
+  const voluntary = !(info && info.required > 0) && !!counter && counter.remaining > 0;
   const defaultDescription = [
     info && info.required > 0
       ? `This needs ${fmt(info.required)}; you have ${fmt(info.remaining)} left.`
@@ -111,14 +117,14 @@ export function LimitReachedDialog(props: LimitReachedDialogProps) {
         ? `You have ${fmt(counter.remaining)} left.`
         : `You have used all your ${details.label.toLowerCase()}.`,
     details.renews ? `Your allowance renews on ${details.renews}.` : "",
-    packs.length ? "Buy more to keep going now." : "",
+    packs.length ? (voluntary ? "Buy more whenever you like." : "Buy more to keep going now.") : "",
   ].join(" ");
 
   return (
     <Modal onClose={close} className={cx("mk-dialog", props.className)} labelledBy={titleId} describedBy={descriptionId}>
       <div className={cx("mk-dialog-content", cls.content)}>
         <h2 id={titleId} className={cx("mk-dialog-title", cls.title)}>
-          {render(props.title, `${details.label} limit reached`)}
+          {render(props.title, voluntary ? `Buy more ${details.label.toLowerCase()}` : `${details.label} limit reached`)}
         </h2>
         <p id={descriptionId} className={cx("mk-dialog-description", cls.description)}>
           {render(props.description, defaultDescription.trim())}

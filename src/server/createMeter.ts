@@ -24,6 +24,7 @@ import type { BillingHooks } from "./billing.js";
 import { resolveConfig, type ResolvedConfig } from "./config.js";
 import { createPool, ident, query, toMeterError, type DatabaseOption } from "./db.js";
 import { audit, type AuditDifference } from "./ledger/audit.js";
+import { entries, usageByDay, type DailyUsage, type EntriesOptions, type LedgerEntry, type UsageByDayOptions } from "./ledger/history.js";
 import type { LedgerContext } from "./ledger/context.js";
 import { adjust, grant } from "./ledger/grant.js";
 import { commit, release } from "./ledger/resolve.js";
@@ -89,6 +90,10 @@ export interface Meter extends MeterApi {
   audit(userId?: string): Promise<AuditDifference[]>;
   /** Writes expiry entries for holds past their expiry. Returns how many. */
   sweepExpired(limit?: number): Promise<number>;
+  /** The user's most recent ledger entries, newest first (for a usage history view). */
+  entries(userId: string, options?: EntriesOptions): Promise<LedgerEntry[]>;
+  /** Net usage per UTC day over the last `days` days, oldest first, every day listed. */
+  usageByDay(userId: string, options?: UsageByDayOptions): Promise<DailyUsage[]>;
   /**
    * Pushes the total of every closed period of the counters in `stripe.meters` to Stripe, each
    * exactly once (an outbox; safe to run from several processes). Run it from a cron job.
@@ -193,6 +198,8 @@ export function createMeter(options: CreateMeterOptions): Meter {
     upsertSubscription: (input) => upsertSubscription(ledger, input),
     audit: (userId) => audit(ledger, userId),
     sweepExpired: (limit) => sweepExpired(ledger, limit),
+    entries: (userId, o) => entries(ledger, userId, o),
+    usageByDay: (userId, o) => usageByDay(ledger, userId, o),
     syncStripeMeters: (o) => (stripe ? stripe.syncMeters(o) : Promise.reject(stripeNotConfigured())),
     browserToken: (userId, o) => signBrowserToken(tokenSecrets, schemaName, userId, o),
     async close() {

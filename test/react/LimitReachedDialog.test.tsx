@@ -46,6 +46,21 @@ describe("LimitReachedDialog", () => {
     await waitFor(() => expect(navigate).toHaveBeenCalledWith("https://checkout.example/session/pack_small"));
   });
 
+  it("an uncontrolled dialog opened by useLimitReached().open() closes on useLimitReached().close()", async () => {
+    renderWithMeter(<LimitReachedDialog />, { usage, provider: { live: false } });
+    act(() => useLimitReached.getState().open(limitReached));
+    expect(await screen.findByRole("dialog")).toBeInTheDocument();
+    act(() => useLimitReached.getState().close());
+    await waitFor(() => expect(screen.queryByRole("dialog")).toBeNull());
+  });
+
+  it("opened by hand while credit remains, it offers packs instead of announcing a limit", async () => {
+    renderWithMeter(<LimitReachedDialog defaultOpen />, { usage: sampleUsage([counter({ used: 5_000 })]), provider: { live: false } });
+    const dialog = await screen.findByRole("dialog", { name: "Buy more tokens" });
+    await waitFor(() => expect(dialog).toHaveAccessibleDescription(/You have 15,000 tokens left\./));
+    expect(dialog).not.toHaveAccessibleDescription(/used all/);
+  });
+
   it("traps focus, closes on Escape and returns focus to where it was", async () => {
     renderWithMeter(
       <>

@@ -306,3 +306,33 @@ describe("cents counters price tokens exactly", () => {
     expect(await meter.commit(r.reservationId, { usage: { inputTokens: 120, outputTokens: 80 } })).toMatchObject({ committed: 200, refunded: 300 });
   });
 });
+
+describe("history", () => {
+  test("entries lists the user's ledger entries newest first, with paging and the hold's metadata", async () => {
+    await meter.upsertSubscription({ userId: user, planId: "free" });
+    const r = await hold(300, user, { metadata: { prompt: 120 } });
+    await meter.commit(r.reservationId, { actual: 200 });
+    await meter.grant(user, "tokens", 50, { source: "promo" });
+    const all = await meter.entries(user);
+    expect(all.map((e) => [e.kind, e.amount])).toEqual([["grant", 50], ["commit", 200], ["reserve", 300]]);
+    expect(all[1]).toMatchObject({ counter: "tokens", reservationId: r.reservationId, metadata: { held: 300, refunded: 100, overage: 0 } });
+    expect(all[2]).toMatchObject({ metadata: { prompt: 120 }, at: "2026-01-15T12:00:00.000Z" });
+    const page = await meter.entries(user, { limit: 1, before: all[0]!.id });
+    expect(page.map((e) => e.kind)).toEqual(["commit"]);
+    await expect(meter.entries(user, { limit: -1 })).rejects.toMatchObject({ code: "invalid_request" });
+  });
+
+  test("usageByDay sums what was charged per UTC day by the database clock, every day listed", async () => {
+    await meter.upsertSubscription({ userId: user, planId: "lifetime" });
+    await clock.set("2026-01-13T23:59:00.000Z");
+    await meter.track(user, "llm.tokens", 10);
+    await clock.set("2026-01-15T08:00:00.000Z");
+    await meter.track(user, "llm.tokens", 7);
+    await meter.track(user, "llm.tokens.refund", 2);
+    expect(await meter.usageByDay(user, { days: 3 })).toEqual([
+      { day: "2026-01-13", used: 10, charges: 1 },
+      { day: "2026-01-14", used: 0, charges: 0 },
+      { day: "2026-01-15", used: 5, charges: 1 },
+    ]);
+  });
+});

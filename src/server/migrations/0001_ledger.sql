@@ -1,6 +1,13 @@
 -- The ledger. Runs with search_path set to the meter's schema; functions keep that schema
 -- through `SET search_path FROM CURRENT`, so the SQL names no schema itself.
 
+-- The database clock. The session setting `meterkit.clock` (a timestamp; never set in
+-- production) freezes it for tests; being per session, it cannot leak to other connections.
+CREATE FUNCTION clock() RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+  SELECT coalesce(nullif(pg_catalog.current_setting('meterkit.clock', true), '')::timestamptz, pg_catalog.now())
+$$;
+
 CREATE TABLE plans (
   id text PRIMARY KEY,
   label text NOT NULL
@@ -103,7 +110,7 @@ CREATE TABLE entries (
   meter_key text,
   model text,
   metadata jsonb,
-  created_at timestamptz NOT NULL DEFAULT now()
+  created_at timestamptz NOT NULL DEFAULT clock()
 );
 CREATE INDEX entries_user ON entries (user_id, id);
 
@@ -115,14 +122,6 @@ CREATE TABLE idempotency (
   created_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (user_id, key)
 );
-
--- ---------------------------------------------------------------------------------------
--- The database clock. The session setting `meterkit.clock` (a timestamp; never set in
--- production) freezes it for tests; being per session, it cannot leak to other connections.
-CREATE FUNCTION clock() RETURNS timestamptz
-LANGUAGE sql STABLE AS $$
-  SELECT coalesce(nullif(pg_catalog.current_setting('meterkit.clock', true), '')::timestamptz, pg_catalog.now())
-$$;
 
 -- ---------------------------------------------------------------------------------------
 -- Errors: RAISE with MESSAGE = text, DETAIL = meterkit error code, HINT = JSON details.

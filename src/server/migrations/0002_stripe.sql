@@ -166,7 +166,6 @@ BEGIN
     -- A refund or dispute that arrived first is applied now.
     cb := stripe_apply_clawback(c, p_payment_intent, p_debt_id);
   END IF;
-  PERFORM touch(c);
   res := jsonb_build_object('grantId', p_grant_id, 'amount', p_amount, 'counter', p_counter,
     'remaining', greatest(available(c), 0)) || cb;
   UPDATE stripe_events SET outcome = res WHERE id = p_event_id;
@@ -200,7 +199,6 @@ BEGIN
     c := context(p.user_id, p.counter_key);
     PERFORM enter(c);
     res := stripe_apply_clawback(c, p_payment_intent, p_debt_id);
-    PERFORM touch(c);
     res := res || jsonb_build_object('userId', p.user_id, 'counter', p.counter_key, 'remaining', greatest(available(c), 0));
   END IF;
   UPDATE stripe_events SET outcome = res WHERE id = p_event_id;

@@ -10,7 +10,7 @@ export async function writeSnapshot(pool: pg.Pool, schema = "meterkit"): Promise
     UNION ALL SELECT 'holds', count(*)::text, string_agg(status, '' ORDER BY id) FROM ${schema}.holds
     UNION ALL SELECT 'grants', count(*)::text, sum(remaining)::text FROM ${schema}.grants
     UNION ALL SELECT 'balances', count(*)::text, sum(used)::text FROM ${schema}.balances
-    UNION ALL SELECT 'counters', count(*)::text, sum(version)::text FROM ${schema}.counters
+    UNION ALL SELECT 'counters', count(*)::text, sum(carry)::text FROM ${schema}.counters
     UNION ALL SELECT 'subscriptions', count(*)::text, sum(version)::text || string_agg(plan_id || custom_limits::text, '' ORDER BY user_id) FROM ${schema}.subscriptions
     UNION ALL SELECT 'idempotency', count(*)::text, NULL FROM ${schema}.idempotency
     UNION ALL SELECT 'http_idempotency', count(*)::text, NULL FROM ${schema}.http_idempotency

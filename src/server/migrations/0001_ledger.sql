@@ -110,6 +110,7 @@ CREATE TABLE entries (
   created_at timestamptz NOT NULL DEFAULT clock()
 );
 CREATE INDEX entries_user ON entries (user_id, id);
+CREATE INDEX entries_clawback ON entries (grant_id) WHERE kind = 'clawback';
 
 CREATE TABLE idempotency (
   user_id text NOT NULL,
@@ -326,7 +327,8 @@ BEGIN
 END $$;
 
 -- Gives back up to `amount` (> 0) of this period's usage: to the grants it drew from first
--- (latest-expiring first), then to the allowance. Returns {"applied", "draws"} where draws
+-- (latest-expiring first), then to the allowance. Credits a clawback took from a grant (a
+-- refunded pack) were never spent there, so they are no room to give back to. Returns {"applied", "draws"} where draws
 -- are negative amounts put back on grants.
 CREATE FUNCTION giveback(c ctx, p_amount bigint) RETURNS jsonb
 LANGUAGE plpgsql
@@ -344,12 +346,15 @@ BEGIN
   applied := least(p_amount, b.used);
   rest := least(applied, b.used_from_grants);
   IF rest > 0 THEN
-    FOR g IN SELECT gr.id, gr.amount - gr.remaining AS spent FROM grants gr
+    FOR g IN SELECT gr.id, gr.amount - gr.remaining - coalesce(cb.clawed, 0) AS spent FROM grants gr
+             LEFT JOIN LATERAL (SELECT sum(e.amount) AS clawed FROM entries e
+                                WHERE e.grant_id = gr.id AND e.kind = 'clawback') cb ON true
              WHERE gr.user_id = c.user_id AND gr.counter_key = c.counter_key AND gr.remaining < gr.amount
                AND (gr.expires_at IS NULL OR gr.expires_at > clock())
              ORDER BY gr.expires_at DESC NULLS FIRST, gr.created_at DESC, gr.id DESC
     LOOP
       EXIT WHEN rest = 0;
+      CONTINUE WHEN g.spent <= 0;
       take := least(rest, g.spent);
       UPDATE grants SET remaining = remaining + take WHERE id = g.id;
       draws := draws || jsonb_build_object('grantId', g.id, 'amount', -take);

@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type Page } from "playwright-core";
+import { chromiumLaunchOptions } from "../tools/chromium.js";
 import { startEmbeddedPostgres } from "../demo/embeddedPostgres.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -87,20 +88,7 @@ async function main() {
   let browser: Browser | null = null;
   try {
     demo = await startDemo(postgres.url, { DEMO_WORD_MS: "22" });
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-      headless: true,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--font-render-hinting=none",
-      ],
-    });
+    browser = await chromium.launch(chromiumLaunchOptions(["--font-render-hinting=none"]));
     console.log(`Writing ${OUT}:`);
 
     for (const scheme of ["light", "dark"] as const) {

@@ -3,6 +3,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type Locator, type Page } from "playwright-core";
+import { chromiumLaunchOptions } from "../../tools/chromium.js";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { DEMO_MODEL, SYSTEM_PROMPT } from "../../demo/constants.js";
 import { plannedReply } from "../../demo/model.js";
@@ -55,19 +56,7 @@ beforeAll(async () => {
     server.stderr!.on("data", onData);
     server.once("exit", (code) => reject(new Error(`demo/server.ts exited (${code}) before it was ready:\n${out}`)));
   });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-dev-shm-usage",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
-  });
+  browser = await chromium.launch(chromiumLaunchOptions());
   const context = await browser.newContext({ locale: "en-US", viewport: { width: 1100, height: 800 }, colorScheme: "light" });
   page = await context.newPage();
 }, 90_000);

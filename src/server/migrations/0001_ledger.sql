@@ -328,8 +328,8 @@ END $$;
 
 -- Gives back up to `amount` (> 0) of this period's usage: to the grants it drew from first
 -- (latest-expiring first), then to the allowance. Credits a clawback took from a grant (a
--- refunded pack) were never spent there, so they are no room to give back to. Returns {"applied", "draws"} where draws
--- are negative amounts put back on grants.
+-- refunded pack) were never spent there, so they are no room to give back to. Returns
+-- {"applied", "draws"} where draws are negative amounts put back on grants.
 CREATE FUNCTION giveback(c ctx, p_amount bigint) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$

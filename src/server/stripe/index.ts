@@ -14,7 +14,8 @@ export function stripeCustomerOf(meter: Pick<Meter, "internals">, userId: string
   return lookup(meter.internals, userId);
 }
 
-export { startStripeStandIn, decodeStripeForm } from "./startStripeStandIn.js";
+export { startStripeStandIn } from "./startStripeStandIn.js";
+export { decodeStripeForm } from "./stripeForm.js";
 export type {
   StripeStandIn,
   StripeStandInOptions,
@@ -24,7 +25,7 @@ export type {
   StandInDelivery,
   StandInEvent,
   RecordedRequest,
-} from "./startStripeStandIn.js";
+} from "./standInTypes.js";
 export type { StripeOptions, StripePackOptions, StripeMeterOptions } from "./config.js";
 export type { SyncStripeMetersOptions, SyncStripeMetersResult, MeterSyncItem } from "./syncStripeMeters.js";
 export type { WebhookResult } from "./webhook.js";

@@ -1,8 +1,8 @@
 export { ERROR_CODES, MeterError, LimitReachedError, errorFromBody, isErrorCode } from "./errors.js";
 export type { ErrorCode, ErrorBody, ErrorDetails } from "./errors.js";
-export { MAX_AMOUNT, assertAmount, assertId, parseDecimal, chargeWithCarry } from "./amounts.js";
-export type { AmountRule, Decimal, Carry } from "./amounts.js";
-export { FINE_PER_UNIT, fineCostOfTokens, fineCostOfUsage, priceOf, ceilFine, chargeFine } from "./pricing.js";
+export { MAX_AMOUNT, assertAmount, assertId, parseDecimal } from "./amounts.js";
+export type { AmountRule, Decimal } from "./amounts.js";
+export { FINE_PER_UNIT, fineCostOfTokens, fineCostOfUsage, priceOf, ceilFine } from "./pricing.js";
 export { periodBounds } from "./periods.js";
 export { DEFAULT_PRICES } from "./prices.js";
 export type { PeriodBounds } from "./periods.js";

@@ -1,11 +1,12 @@
-import { assertAmount, chargeWithCarry, parseDecimal, type Carry } from "./amounts.js";
+import { assertAmount, parseDecimal } from "./amounts.js";
 import { MeterError } from "./errors.js";
 import type { ModelPrice, PriceTable, TokenUsage } from "./types.js";
 
 /**
  * Money is computed in "fine" units: 10^-16 of a cent. Every price with up to ten decimals per
  * million tokens is an exact integer number of fine units per token, so costs are exact bigints
- * and only the final rounding to whole cents needs a carry.
+ * and only the final rounding to whole cents needs a carry (kept per counter by the ledger,
+ * `round_fine` in the migrations).
  */
 export const FINE_PER_UNIT = 10n ** 16n;
 
@@ -47,13 +48,3 @@ export function fineCostOfUsage(price: ModelPrice, usage: TokenUsage): bigint {
 export function ceilFine(fine: bigint): number {
   return Number((fine + FINE_PER_UNIT - 1n) / FINE_PER_UNIT);
 }
-
-/**
- * Whole cents for a fine amount with a carried remainder: rounds down and carries the rest,
- * so a running total never drifts from the exact total by a cent or more.
- */
-export function chargeFine(fine: bigint, carry?: Carry): { charge: number; carry: Carry } {
-  return chargeWithCarry(fine, FINE_PER_UNIT, carry);
-}
-
-export type { Carry };

@@ -15,7 +15,6 @@ export function stripeCustomerOf(meter: Pick<Meter, "internals">, userId: string
 }
 
 export { startStripeStandIn } from "./startStripeStandIn.js";
-export { decodeStripeForm } from "./stripeForm.js";
 export type {
   StripeStandIn,
   StripeStandInOptions,

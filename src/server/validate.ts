@@ -6,6 +6,22 @@ import type { TokenUsage } from "../core/types.js";
 /** Longest a hold may live: a day. */
 export const MAX_TTL_MS = 86_400_000;
 const MAX_METADATA_BYTES = 16_384;
+/** Postgres parses jsonb recursively: deeper documents hit its stack limit (a 500), so refuse them first. */
+const MAX_METADATA_DEPTH = 32;
+
+/** Nesting depth of a JSON-like value, without recursion (a hostile value may be very deep). */
+function depthOf(value: unknown): number {
+  let max = 0;
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== "object") continue;
+    if (d > max) max = d;
+    if (max > MAX_METADATA_DEPTH) return max;
+    for (const child of Object.values(v)) stack.push([child, d + 1]);
+  }
+  return max;
+}
 
 /** An options argument: undefined, or a plain object. */
 export function optionsObject<T extends object>(value: T | undefined, name: string): Partial<T> {
@@ -33,6 +49,9 @@ export function metadataJson(value: unknown, name = "metadata"): string | null {
   if (value === undefined || value === null) return null;
   if (typeof value !== "object" || Array.isArray(value)) {
     throw new MeterError("invalid_request", `${name} must be a plain object.`, { field: name });
+  }
+  if (depthOf(value) > MAX_METADATA_DEPTH) {
+    throw new MeterError("invalid_request", `${name} must be nested at most ${MAX_METADATA_DEPTH} levels deep.`, { field: name });
   }
   let json: string;
   // Postgres jsonb rejects the \uD800-style escapes JSON.stringify writes for lone surrogates

@@ -82,6 +82,11 @@ const cases: Case[] = [
   ["reserve with a ttl of zero", () => m().reserve("alice", "llm.tokens", 1, { ttl: 0 }), "invalid_request"],
   ["reserve with a ttl above a day", () => m().reserve("alice", "llm.tokens", 1, { ttl: 86_400_001 }), "invalid_request"],
   ["reserve with array metadata", () => m().reserve("alice", "llm.tokens", 1, { metadata: [] as unknown as Record<string, unknown> }), "invalid_request"],
+  ["reserve with metadata nested thousands of levels deep", () => {
+    let deep: Record<string, unknown> = { a: 1 };
+    for (let i = 0; i < 2_500; i++) deep = { a: deep }; // ~12.5 kB: under the size limit
+    return m().reserve("alice", "llm.tokens", 1, { metadata: deep });
+  }, "invalid_request"],
   ["reserve with huge metadata", () => m().reserve("alice", "llm.tokens", 1, { metadata: { x: "y".repeat(20_000) } }), "invalid_request"],
   ["reserve with an empty idempotency key", () => m().reserve("alice", "llm.tokens", 1, { idempotencyKey: "" }), "invalid_request"],
   ["reserve on a priced meter without a model", () => m().reserve("alice", "llm.cost", 1000), "invalid_request"],

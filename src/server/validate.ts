@@ -41,6 +41,10 @@ export function optionalString(value: unknown, name: string, max = 255): string 
   if (typeof value !== "string" || value.length === 0 || value.length > max) {
     throw new MeterError("invalid_request", `${name} must be a string of 1 to ${max} characters.`, { field: name });
   }
+  // PostgreSQL text cannot hold NUL or malformed UTF-16 (lone surrogates): refuse them here.
+  if (value.includes("\u0000") || !value.isWellFormed()) {
+    throw new MeterError("invalid_request", `${name} must not contain NUL characters or lone surrogates.`, { field: name });
+  }
   return value;
 }
 

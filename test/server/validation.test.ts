@@ -87,6 +87,9 @@ const cases: Case[] = [
     for (let i = 0; i < 2_500; i++) deep = { a: deep }; // ~12.5 kB: under the size limit
     return m().reserve("alice", "llm.tokens", 1, { metadata: deep });
   }, "invalid_request"],
+  ["track with a NUL in the model name", () => m().track("alice", "llm.tokens", 1, { model: "\u0000" }), "invalid_request"],
+  ["grant with a lone surrogate in the source", () => m().grant("alice", "tokens", 1, { source: "\ud800" }), "invalid_request"],
+  ["adjust with a NUL in the reason", () => m().adjust("alice", "tokens", 1, { reason: "a\u0000b" }), "invalid_request"],
   ["reserve with huge metadata", () => m().reserve("alice", "llm.tokens", 1, { metadata: { x: "y".repeat(20_000) } }), "invalid_request"],
   ["reserve with an empty idempotency key", () => m().reserve("alice", "llm.tokens", 1, { idempotencyKey: "" }), "invalid_request"],
   ["reserve on a priced meter without a model", () => m().reserve("alice", "llm.cost", 1000), "invalid_request"],

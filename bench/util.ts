@@ -1,6 +1,6 @@
-import { startEmbeddedPostgres } from "../tools/embeddedPostgres.js";
+import { startEmbeddedPostgres } from "../src/testing/startEmbeddedPostgres.js";
 
-export { freePort } from "../tools/embeddedPostgres.js";
+export { freePort } from "../src/testing/startEmbeddedPostgres.js";
 
 /** Percentile of a sorted-on-demand sample, in the sample's unit. */
 export function percentile(samples: number[], p: number): number {

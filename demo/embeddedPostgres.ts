@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { startEmbeddedPostgres as start, type LocalPostgres } from "../tools/embeddedPostgres.js";
+import { startEmbeddedPostgres as start, type LocalPostgres } from "../src/testing/startEmbeddedPostgres.js";
 
 export type { LocalPostgres };
 

@@ -1,5 +1,6 @@
 import Stripe from "stripe";
-import { startStripeStandIn, type StripeOptions, type StripeStandIn } from "../src/server/index.js";
+import type { StripeOptions } from "../src/server/index.js";
+import { startStripeStandIn, type StripeStandIn } from "../src/testing/index.js";
 import { DEMO_PACKS } from "./config.js";
 
 export interface DemoPayments {

@@ -1,7 +1,7 @@
 import type { Meta, StoryObj } from "@storybook/react-vite";
 import { expect, waitFor, within } from "storybook/test";
 import { BalanceBadge } from "../src/react/index.js";
-import { counter, sampleUsage } from "./fakeMeter.js";
+import { counter, sampleUsage } from "../src/testing/createFakeMeter.js";
 
 const meta = {
   title: "Components/BalanceBadge",

@@ -2,7 +2,7 @@ import type { Meta, StoryObj } from "@storybook/react-vite";
 import { useState } from "react";
 import { expect, fn, userEvent, waitFor, within, screen } from "storybook/test";
 import { BalanceBadge, LimitReachedDialog, useLimitReached, useMeteredFetch } from "../src/react/index.js";
-import { counter, sampleUsage } from "./fakeMeter.js";
+import { counter, sampleUsage } from "../src/testing/createFakeMeter.js";
 
 const emptyUsage = sampleUsage([counter({ used: 19_900 })]);
 

@@ -6,7 +6,7 @@ import type { Decorator } from "@storybook/react-vite";
 import { QueryClient } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
 import { MeterProvider, useLimitReached, type LiveMode } from "../src/react/index.js";
-import { createFakeMeter, type FakeMeterOptions } from "./fakeMeter.js";
+import { createFakeMeter, type FakeMeterOptions } from "../src/testing/createFakeMeter.js";
 
 export interface MeterParameters extends FakeMeterOptions {
   /** The provider's live mode. Default `"sse"`. */

@@ -10,7 +10,7 @@ export type { BillingHooks } from "./billing.js";
 export { createMeterHandler, meterErrorResponse, toNodeHandler, toWebRequest, sendWebResponse, MAX_BROWSER_TOKEN_TTL } from "./http/index.js";
 export type { MeterHandler, MeterHandlerOptions, Identity, CorsOptions, BrowserTokenOptions } from "./http/index.js";
 export type { LiveOptions } from "./live/liveHub.js";
-export { linkStripeCustomer, stripeCustomerOf, startStripeStandIn } from "./stripe/index.js";
+export { linkStripeCustomer, stripeCustomerOf } from "./stripe/index.js";
 export type {
   StripeOptions,
   StripePackOptions,
@@ -19,12 +19,4 @@ export type {
   SyncStripeMetersResult,
   MeterSyncItem,
   WebhookResult,
-  StripeStandIn,
-  StripeStandInOptions,
-  StandInFailure,
-  StandInSession,
-  StandInMeterEvent,
-  StandInDelivery,
-  StandInEvent,
-  RecordedRequest,
 } from "./stripe/index.js";

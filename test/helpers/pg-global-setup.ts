@@ -1,5 +1,5 @@
 import type { TestProject } from "vitest/node";
-import { startEmbeddedPostgres } from "../../tools/embeddedPostgres.js";
+import { startEmbeddedPostgres } from "../../src/testing/startEmbeddedPostgres.js";
 
 /**
  * Starts one embedded PostgreSQL for the whole run (unless DATABASE_URL is set) and hands its
@@ -17,7 +17,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   return () => pg.stop();
 }
 
-export { freePort } from "../../tools/embeddedPostgres.js";
+export { freePort } from "../../src/testing/startEmbeddedPostgres.js";
 
 declare module "vitest" {
   export interface ProvidedContext {

@@ -1,7 +1,7 @@
 import { act, screen, waitFor } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 import { BalanceBadge, formatAmount } from "../../src/react/index.js";
-import { counter, sampleUsage } from "../../stories/fakeMeter.js";
+import { counter, sampleUsage } from "../../src/testing/index.js";
 import { renderWithMeter } from "./render.js";
 
 describe("BalanceBadge", () => {

@@ -4,7 +4,7 @@ import { useState } from "react";
 import { describe, expect, it, vi } from "vitest";
 import { LimitReachedError } from "../../src/core/errors.js";
 import { LimitReachedDialog, meteredFetch, useLimitReached, useMeteredFetch } from "../../src/react/index.js";
-import { counter, sampleUsage } from "../../stories/fakeMeter.js";
+import { counter, sampleUsage } from "../../src/testing/index.js";
 import { renderWithMeter } from "./render.js";
 
 const usage = sampleUsage([counter({ used: 19_900 })]);

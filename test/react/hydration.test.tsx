@@ -4,7 +4,7 @@ import { hydrateRoot } from "react-dom/client";
 import { renderToString } from "react-dom/server";
 import { describe, expect, it, vi } from "vitest";
 import { BalanceBadge, BuyCreditsButton, LimitReachedDialog, MeterProvider, meterKeys } from "../../src/react/index.js";
-import { createFakeMeter, sampleUsage } from "../../stories/fakeMeter.js";
+import { createFakeMeter, sampleUsage } from "../../src/testing/index.js";
 
 describe("hydration", () => {
   it("hydrates the server's HTML without a mismatch", async () => {

@@ -2,7 +2,7 @@ import { QueryClient } from "@tanstack/react-query";
 import { render } from "@testing-library/react";
 import type { ReactNode } from "react";
 import { MeterProvider, type MeterProviderProps } from "../../src/react/index.js";
-import { createFakeMeter, type FakeMeterOptions } from "../../stories/fakeMeter.js";
+import { createFakeMeter, type FakeMeterOptions } from "../../src/testing/index.js";
 
 /** Renders `ui` inside a MeterProvider over a fake meter; returns the meter and the QueryClient too. */
 export function renderWithMeter(ui: ReactNode, options: FakeMeterOptions & { provider?: Partial<MeterProviderProps> } = {}) {

@@ -3,7 +3,7 @@ import { QueryClient } from "@tanstack/react-query";
 import { renderToString } from "react-dom/server";
 import { describe, expect, it } from "vitest";
 import { BalanceBadge, BuyCreditsButton, LimitReachedDialog, MeterProvider, meterKeys } from "../../src/react/index.js";
-import { sampleUsage } from "../../stories/fakeMeter.js";
+import { sampleUsage } from "../../src/testing/index.js";
 
 export function renderApp(queryClient: QueryClient) {
   return renderToString(

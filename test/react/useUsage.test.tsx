@@ -3,7 +3,7 @@ import { act, render, renderHook, screen, waitFor } from "@testing-library/react
 import type { ReactNode } from "react";
 import { describe, expect, it, vi } from "vitest";
 import { MeterProvider, meterKeys, useCounter, useUsage } from "../../src/react/index.js";
-import { counter, createFakeMeter, sampleUsage } from "../../stories/fakeMeter.js";
+import { counter, createFakeMeter, sampleUsage } from "../../src/testing/index.js";
 
 function setup(options: Parameters<typeof createFakeMeter>[0] = {}, provider: Record<string, unknown> = {}) {
   const meter = createFakeMeter(options);

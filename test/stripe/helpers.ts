@@ -1,6 +1,6 @@
 import Stripe from "stripe";
-import type { CreateMeterOptions, Meter, StripeOptions, StripeStandIn } from "../../src/server/index.js";
-import { startStripeStandIn } from "../../src/server/index.js";
+import type { CreateMeterOptions, Meter, StripeOptions } from "../../src/server/index.js";
+import { startStripeStandIn, type StripeStandIn } from "../../src/testing/index.js";
 import { testMeter } from "../helpers/meter.js";
 
 export const WEBHOOK_SECRET = "whsec_test_meterkit_0123456789";

@@ -14,17 +14,6 @@ export function stripeCustomerOf(meter: Pick<Meter, "internals">, userId: string
   return lookup(meter.internals, userId);
 }
 
-export { startStripeStandIn } from "./startStripeStandIn.js";
-export type {
-  StripeStandIn,
-  StripeStandInOptions,
-  StandInFailure,
-  StandInSession,
-  StandInMeterEvent,
-  StandInDelivery,
-  StandInEvent,
-  RecordedRequest,
-} from "./standInTypes.js";
 export type { StripeOptions, StripePackOptions, StripeMeterOptions } from "./config.js";
 export type { SyncStripeMetersOptions, SyncStripeMetersResult, MeterSyncItem } from "./syncStripeMeters.js";
 export type { WebhookResult } from "./webhook.js";

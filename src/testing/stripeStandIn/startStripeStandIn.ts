@@ -10,7 +10,7 @@ import type {
   StandInDelivery,
   StandInEvent,
   StripeStandIn,
-} from "./standInTypes.js";
+} from "./types.js";
 import { decodeStripeForm } from "./stripeForm.js";
 
 const API_VERSION = "2026-10-28.endive";

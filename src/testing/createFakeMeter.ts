@@ -3,8 +3,8 @@
  * that can be pushed to or left ticking, packs, checkout, and a metered app route that answers
  * 402 when told to. No network, no server.
  */
-import type { CounterUsage, Usage } from "../src/core/types.js";
-import type { CreditPack } from "../src/react/index.js";
+import type { CounterUsage, Usage } from "../core/types.js";
+import type { CreditPack } from "../react/index.js";
 
 export interface FakeMeterOptions {
   /** What `GET /usage` and the stream answer. Default: {@link sampleUsage}(). */

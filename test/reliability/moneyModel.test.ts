@@ -1,9 +1,11 @@
 import fc from "fast-check";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import type { MeterError } from "../../src/core/errors.js";
 import { clockPool } from "../helpers/clock.js";
 import { freshDatabase } from "../helpers/db.js";
 import { LedgerModel } from "../helpers/ledger-model.js";
+import { countFailures, recordFigures } from "./harness/report.js";
+import { SIZES } from "./harness/sizes.js";
 import { paidSession, refundedCharge, stripeEvent, stripeTest, type StripeTest } from "../stripe/helpers.js";
 
 // The money rules over several months, against the reference model: holds, commits (repeated
@@ -69,9 +71,10 @@ beforeAll(async () => {
     },
   });
 });
+const failures = countFailures(afterEach);
 afterAll(async () => {
   expect(await t.meter.audit()).toEqual([]);
-  console.log(`money model: ${runs} sequences, ${steps} steps, ${JSON.stringify(seen)}`);
+  recordFigures("money rules vs the reference model", { operations: steps, violations: failures.n, sequences: runs, ...seen });
   await t.cleanup();
   await clock.pool.end();
   await db.drop();
@@ -202,10 +205,10 @@ async function run(ops: Op[], policy: "strict" | "lenient") {
 
 describe("the money rules match the reference model over several months", () => {
   test("a plan that rejects overage: packs, refunds, disputes, debts and holds over month rollovers", async () => {
-    await fc.assert(fc.asyncProperty(fc.array(op, { minLength: 10, maxLength: 60 }), (ops) => run(ops, "strict")), { numRuns: Number(process.env.MONEY_RUNS ?? 14) });
-  }, 120_000);
+    await fc.assert(fc.asyncProperty(fc.array(op, { minLength: 10, maxLength: 60 }), (ops) => run(ops, "strict")), { numRuns: SIZES.moneyRuns });
+  }, Math.max(SIZES.fuzzTimeout, 120_000));
 
   test("a plan that records overage: the same, with commits and tracks past the balance", async () => {
-    await fc.assert(fc.asyncProperty(fc.array(op, { minLength: 10, maxLength: 60 }), (ops) => run(ops, "lenient")), { numRuns: Number(process.env.MONEY_RUNS ?? 12) });
-  }, 120_000);
+    await fc.assert(fc.asyncProperty(fc.array(op, { minLength: 10, maxLength: 60 }), (ops) => run(ops, "lenient")), { numRuns: SIZES.moneyRuns });
+  }, Math.max(SIZES.fuzzTimeout, 120_000));
 });

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { assertAmount, assertId, describe } from "../core/amounts.js";
+import { assertAmount, assertId, assertKnownFields, describe } from "../core/amounts.js";
 import { MeterError } from "../core/errors.js";
 import type { TokenUsage } from "../core/types.js";
 
@@ -39,12 +39,7 @@ export function optionsObject<T extends object>(value: T | undefined, name: stri
  */
 export function strictObject<T extends object>(value: T | undefined, name: string, known: readonly string[]): Partial<T> {
   const o = optionsObject(value, name || "options");
-  for (const key of Object.keys(o)) {
-    if (!known.includes(key)) {
-      const path = name ? `${name}.${key}` : key;
-      throw new MeterError("invalid_request", `Unknown field "${path}" (known: ${known.join(", ") || "none"}).`, { field: path });
-    }
-  }
+  assertKnownFields(o, name, known);
   return o;
 }
 

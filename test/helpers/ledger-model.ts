@@ -103,6 +103,8 @@ export class LedgerModel {
     }
     b.used -= applied;
     b.ufg -= back;
+    // Credits given back to grants are credits arriving: they pay open debts first.
+    if (back > 0) this.collect(null);
     return applied;
   }
 

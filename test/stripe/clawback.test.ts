@@ -263,6 +263,20 @@ describe("a debt is collected exactly once", () => {
     expect(await d.meter.audit("debt-2")).toEqual([]);
   });
 
+  test("a usage refund after the pack's refund pays the debt down instead of restoring the refunded credits", async () => {
+    await month(0);
+    const pack = paidSession("debt-4", { credits: 5_000 });
+    await d.deliver(stripeEvent("checkout.session.completed", pack));
+    await spendOn("debt-4", 1_300); // 1,000 allowance + 300 of the pack
+    await d.deliver(stripeEvent("charge.refunded", refundedCharge(pack.payment_intent, 500)));
+    expect(await tokens("debt-4")).toMatchObject({ debt: 300, remaining: 0 });
+    // 100 of the usage is given back: it was drawn from the refunded pack, so the user owes 100 less.
+    await d.meter.track("debt-4", "llm.tokens.refund", 100);
+    expect(await tokens("debt-4")).toMatchObject({ used: 1_200, debt: 200, remaining: 0 });
+    expect(await settled("debt-4")).toEqual({ entries: 1, total: 100 });
+    expect(await d.meter.audit("debt-4")).toEqual([]);
+  });
+
   test("audit() reports a debt collected twice", async () => {
     await month(0);
     const pack = paidSession("debt-3", { credits: 1_000 });

@@ -466,6 +466,8 @@ BEGIN
     gb := giveback(c, -amt);
     amt := -(gb ->> 'applied')::bigint;
     draws := gb -> 'draws';
+    -- Credits given back to a grant are credits arriving: they pay open debts first.
+    IF draws <> '[]'::jsonb THEN PERFORM collect_debts(p_user, p_counter, NULL); END IF;
   END IF;
   IF h.id IS NOT NULL AND amt < 0 THEN
     UPDATE holds SET refunded = refunded - amt WHERE id = h.id;
@@ -530,6 +532,8 @@ BEGIN
   END IF;
   INSERT INTO entries (user_id, counter_key, kind, amount, period_start, from_grants, metadata)
   VALUES (p_user, p_counter, 'adjust', -(p_delta - excess), c.period_start, draws, jsonb_build_object('reason', p_reason));
+  -- Credits given back to grants pay open debts first, like a new grant (after the entry that gave them back).
+  IF p_delta > 0 AND draws <> '[]'::jsonb THEN PERFORM collect_debts(p_user, p_counter, NULL); END IF;
   IF excess > 0 THEN
     PERFORM check_grant_bound(c, excess);
     INSERT INTO grants (id, user_id, counter_key, amount, remaining, source, metadata)

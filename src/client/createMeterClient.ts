@@ -1,4 +1,4 @@
-import { assertId } from "../core/amounts.js";
+import { assertId, assertKnownFields } from "../core/amounts.js";
 import { MeterError, errorFromBody } from "../core/errors.js";
 import type { MeterApi } from "../core/types.js";
 
@@ -78,34 +78,48 @@ export function createMeterClient(options: MeterClientOptions): MeterClient {
   const keyOf = (value: unknown) => (value === undefined || value === null ? newKey() : assertId(value, "idempotencyKey"));
   const iso = (d: unknown) => (d instanceof Date ? d.toISOString() : d);
 
+  // The same option names the local meter accepts: an unknown one is refused here, since the
+  // bodies below pick the known fields and would silently drop a typo.
+  const known = (o: unknown, fields: readonly string[]) => assertKnownFields(o, "", fields);
+
   return {
-    reserve: async (userId, meterKey, amount, o = {}) =>
-      call("POST", "/v1/reservations", { userId, meterKey, amount, model: o.model, ttl: o.ttl, metadata: o.metadata }, keyOf(o.idempotencyKey)),
-    commit: async (reservationId, o = {}) =>
-      call("POST", `/v1/reservations/${id(reservationId, "reservationId")}/commit`, { actual: o.actual, usage: o.usage }, newKey()),
+    reserve: async (userId, meterKey, amount, o = {}) => {
+      known(o, ["model", "ttl", "idempotencyKey", "metadata"]);
+      return call("POST", "/v1/reservations", { userId, meterKey, amount, model: o.model, ttl: o.ttl, metadata: o.metadata }, keyOf(o.idempotencyKey));
+    },
+    commit: async (reservationId, o = {}) => {
+      known(o, ["actual", "usage"]);
+      return call("POST", `/v1/reservations/${id(reservationId, "reservationId")}/commit`, { actual: o.actual, usage: o.usage }, newKey());
+    },
     release: async (reservationId) => call("POST", `/v1/reservations/${id(reservationId, "reservationId")}/release`, {}, newKey()),
-    track: async (userId, meterKey, amount, o = {}) =>
-      call(
+    track: async (userId, meterKey, amount, o = {}) => {
+      known(o, ["reservationId", "idempotencyKey", "model", "metadata"]);
+      return call(
         "POST",
         "/v1/events",
         { userId, meterKey, amount, reservationId: o.reservationId, model: o.model, metadata: o.metadata },
         keyOf(o.idempotencyKey),
-      ),
-    grant: async (userId, counterKey, amount, o = {}) =>
-      call(
+      );
+    },
+    grant: async (userId, counterKey, amount, o = {}) => {
+      known(o, ["idempotencyKey", "expiresAt", "source", "metadata"]);
+      return call(
         "POST",
         "/v1/grants",
         { userId, counterKey, amount, expiresAt: iso(o.expiresAt), source: o.source, metadata: o.metadata },
         keyOf(o.idempotencyKey),
-      ),
+      );
+    },
     usage: async (userId) => call("GET", `/v1/users/${id(userId, "userId")}/usage`),
-    upsertSubscription: async (input) =>
-      call(
+    upsertSubscription: async (input) => {
+      known(input, ["userId", "planId", "customLimits", "startedAt"]);
+      return call(
         "PUT",
         `/v1/subscriptions/${id(input?.userId, "userId")}`,
         { planId: input.planId, customLimits: input.customLimits, startedAt: iso(input.startedAt) },
         newKey(),
-      ),
+      );
+    },
   };
 }
 

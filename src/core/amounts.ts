@@ -37,6 +37,22 @@ export function assertAmount(value: unknown, name: string, rule: AmountRule = {}
   return value;
 }
 
+/**
+ * Refuses a field of `value` (a plain object, or undefined / null) outside `known`: a typo
+ * (`ttll`, `cachedTokens`) is `invalid_request` naming its path, never silently ignored. `path`
+ * is the object's own path ("" at the top of an options argument). Used by the local meter
+ * and the remote client alike.
+ */
+export function assertKnownFields(value: unknown, path: string, known: readonly string[]): void {
+  if (value === undefined || value === null || typeof value !== "object" || Array.isArray(value)) return;
+  for (const key of Object.keys(value)) {
+    if (!known.includes(key)) {
+      const field = path ? `${path}.${key}` : key;
+      throw new MeterError("invalid_request", `Unknown field "${field}" (known: ${known.join(", ") || "none"}).`, { field });
+    }
+  }
+}
+
 /** Ids (users, reservations, counters, keys): non-empty strings of at most 255 characters, no control characters. */
 export function assertId(value: unknown, name: string): string {
   if (typeof value !== "string") {

@@ -3,6 +3,7 @@ import { MeterError } from "../../core/errors.js";
 import type { Usage } from "../../core/types.js";
 import type { MeterInternals } from "../createMeter.js";
 import { toMeterError } from "../db.js";
+import { settlesWithin } from "../timeouts.js";
 import { usage as readUsage } from "../ledger/subscription.js";
 import { createUsageSink, type UsageSink } from "./usageStream.js";
 
@@ -69,6 +70,10 @@ export class LiveHub {
   private readonly beat: NodeJS.Timeout;
   private streams = 0;
   private refreshing = false;
+  /** A heartbeat ping is in flight on the LISTEN connection. */
+  private pinging = false;
+  /** Drops the current LISTEN connection (and schedules a reconnect). */
+  private lost: (() => void) | null = null;
   private readonly heartbeatMs: number;
   private readonly retry: number;
   private readonly perUser: number;
@@ -144,7 +149,7 @@ export class LiveHub {
     return sink.stream;
   }
 
-  /** Ends every stream and the LISTEN connection. */
+  /** Ends every stream and the LISTEN connection, within the meter's `timeouts.close`. */
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.beat);
@@ -154,7 +159,9 @@ export class LiveHub {
     const c = this.client;
     this.client = null;
     this.listening = false;
-    await c?.end().catch(() => {});
+    if (!c) return;
+    // A dark network never acknowledges the goodbye: past the bound the socket is destroyed.
+    if (!(await settlesWithin(c.end(), this.internals.timeouts.close))) destroyClient(c);
   }
 
   /** Resolves once LISTEN is on; rejects with `unavailable` when the database cannot be reached. */
@@ -168,9 +175,19 @@ export class LiveHub {
 
   private async connect(): Promise<void> {
     const config = this.options.listenDatabase ?? { ...this.internals.pool.options };
-    // Named, so operators (and tests) can find it in pg_stat_activity.
-    const base = { keepAlive: true, application_name: LISTEN_APPLICATION_NAME };
-    const client = new pg.Client(typeof config === "string" ? { ...base, connectionString: config } : { ...base, ...config, application_name: LISTEN_APPLICATION_NAME });
+    const t = this.internals.timeouts;
+    // This connection is ours alone, so every bound is set on it whatever the pool's settings:
+    // a reconnect attempt takes at most `connect` + `query`, a ping at most `query`.
+    const bounds: pg.ClientConfig = {
+      connectionTimeoutMillis: t.connect,
+      query_timeout: t.query,
+      statement_timeout: t.statement,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: t.keepAlive,
+      // Named, so operators (and tests) can find it in pg_stat_activity.
+      application_name: LISTEN_APPLICATION_NAME,
+    };
+    const client = new pg.Client(typeof config === "string" ? { connectionString: config, ...bounds } : { ...config, ...bounds });
     let dead = false;
     const lost = () => {
       if (dead) return;
@@ -178,10 +195,13 @@ export class LiveHub {
       if (this.client === client) {
         this.client = null;
         this.listening = false;
+        this.pinging = false;
       }
-      client.end().catch(() => {});
+      // Destroyed, not ended: on a dark network a graceful end would wait for ever.
+      destroyClient(client);
       this.scheduleReconnect();
     };
+    this.lost = lost;
     client.on("error", lost);
     client.on("end", lost);
     client.on("notification", (n) => {
@@ -192,7 +212,7 @@ export class LiveHub {
       await client.query(`LISTEN "${this.internals.channel.replace(/"/g, '""')}"`);
     } catch (err) {
       dead = true;
-      client.end().catch(() => {});
+      destroyClient(client);
       if (this.users.size > 0) this.scheduleReconnect();
       throw toMeterError(err);
     }
@@ -270,14 +290,18 @@ export class LiveHub {
       this.refreshing = true;
       void this.resyncAll(false).finally(() => (this.refreshing = false));
     }
-    // A half-open connection (a network cut) shows no error: a ping finds out.
+    // A half-open connection (a network cut) shows no error: a ping finds out. It is bounded
+    // (the connection's query timeout), fails the connection when it gets no answer, and is
+    // never sent while the previous one is pending (one query at a time on a pg client).
     const c = this.client;
-    if (c && this.listening) {
-      const timer = setTimeout(() => c.emit("error", new Error("LISTEN ping timed out")), Math.max(this.heartbeatMs, 5_000));
-      timer.unref();
+    const lost = this.lost;
+    if (c && lost && this.listening && !this.pinging) {
+      this.pinging = true;
       c.query("SELECT 1").then(
-        () => clearTimeout(timer),
-        () => clearTimeout(timer),
+        () => {
+          if (this.client === c) this.pinging = false;
+        },
+        () => lost(),
       );
     }
   }
@@ -300,4 +324,9 @@ export function liveHub(internals: MeterInternals, options?: LiveOptions): LiveH
     hub = h;
   }
   return hub;
+}
+
+/** Closes a pg client's socket at once, without the goodbye a dark network would never acknowledge. */
+function destroyClient(client: pg.Client): void {
+  client.connection.stream.destroy();
 }

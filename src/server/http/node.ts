@@ -87,16 +87,30 @@ export async function sendWebResponse(res: ServerResponse, response: Response): 
   const reader = response.body.getReader();
   const gone = () => void reader.cancel().catch(() => {});
   res.once("close", gone);
+  // The stream errors when the server drops it (a client that stopped reading): that must end
+  // the connection even while we wait for a drain that will never come — otherwise the socket
+  // and its send buffer live on, and so does the client's slot in the stream limits.
+  const failed = reader.closed.then(
+    () => false,
+    () => true,
+  );
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
       if (!res.write(value)) {
-        await new Promise<void>((resolve) => {
-          const go = () => (res.off("drain", go), res.off("close", go), resolve());
-          res.once("drain", go);
-          res.once("close", go);
+        const dropped = await new Promise<boolean>((resolve) => {
+          const go = (result: boolean) => {
+            res.off("drain", drained);
+            res.off("close", drained);
+            resolve(result);
+          };
+          const drained = () => go(false);
+          res.once("drain", drained);
+          res.once("close", drained);
+          void failed.then((f) => f && go(true));
         });
+        if (dropped) throw new Error("meterkit: the stream was dropped");
         if (res.destroyed) return;
       }
     }

@@ -1,4 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { MeterError } from "../../core/errors.js";
+import { errorJson } from "./respond.js";
 
 /** Most a Node request body is buffered before the handler sees it: over this, it is 413 whatever the route. */
 const NODE_BODY_CAP = 1_048_576;
@@ -28,8 +30,10 @@ export async function toWebRequest(req: IncomingMessage, res: ServerResponse, ur
     const parsed = (req as { body?: unknown }).body;
     let bytes: Buffer;
     if (parsed !== undefined && (req.readableEnded || (req as { _body?: boolean })._body)) {
+      // Re-serialised, but the original Content-Type is kept: the JSON-only rule of browser
+      // POSTs (no cross-site form can send application/json without a preflight) is judged on
+      // what the browser sent, whatever parser ran first (express.urlencoded(), json({ type: "*/*" })).
       bytes = Buffer.isBuffer(parsed) ? parsed : Buffer.from(typeof parsed === "string" ? parsed : JSON.stringify(parsed));
-      if (!Buffer.isBuffer(parsed) && typeof parsed !== "string") headers.set("content-type", "application/json");
     } else {
       bytes = await readNodeBody(req);
     }
@@ -40,7 +44,27 @@ export async function toWebRequest(req: IncomingMessage, res: ServerResponse, ur
       init.body = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) as Uint8Array<ArrayBuffer>;
     }
   }
-  return new Request(new URL(url, `http://${req.headers.host ?? "localhost"}`), init);
+  return new Request(new URL(url, `http://${hostOf(req)}`), init);
+}
+
+// RFC 3986 host: a registered name (unreserved and sub-delims; no "%", "/", spaces) or a
+// bracketed IP literal, then an optional port.
+const HOST = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?$/;
+
+/** The request's Host, checked: a malformed one is 400 `invalid_request`, never a dropped connection or a 500. */
+function hostOf(req: IncomingMessage): string {
+  const host = req.headers.host;
+  if (host === undefined || host === "") return "localhost";
+  if (!HOST.test(host)) throw new MeterError("invalid_request", "The Host header is not a valid host.", { field: "host" });
+  return host;
+}
+
+/**
+ * What an adapter answers when the request could not even be turned into a Web `Request`:
+ * a `MeterError` (a malformed Host) as its JSON; anything else is not ours to answer.
+ */
+export function adapterErrorResponse(err: unknown): Response | null {
+  return err instanceof MeterError ? errorJson(err) : null;
 }
 
 function readNodeBody(req: IncomingMessage): Promise<Buffer> {
@@ -131,9 +155,16 @@ export function toNodeHandler<Context = IncomingMessage>(
   context: (req: IncomingMessage) => Context = (req) => req as Context,
 ): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    toWebRequest(req, res)
-      .then((request) => handler(request, context(req)))
-      .then((response) => sendWebResponse(res, response))
-      .catch(() => res.destroy());
+    toWebRequest(req, res).then(
+      (request) =>
+        handler(request, context(req))
+          .then((response) => sendWebResponse(res, response))
+          .catch(() => res.destroy()),
+      (err: unknown) => {
+        const answer = adapterErrorResponse(err);
+        if (answer) void sendWebResponse(res, answer).catch(() => res.destroy());
+        else res.destroy();
+      },
+    );
   };
 }

@@ -1,6 +1,8 @@
 import express from "express";
 import { createServer, type Server } from "node:http";
 import { connect, type AddressInfo, type Socket } from "node:net";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import type { LimitGroup } from "../../src/core/types.js";
 import { meterRouter } from "../../src/express/index.js";
@@ -15,6 +17,9 @@ import { countFailures, recordFigures } from "./harness/report.js";
 // connection destroyed, and the per-user limit must count connections, not streams the hub
 // still fans out to — through the Web handler on plain Node and through Express alike.
 const failures = countFailures(afterEach);
+setFlagsFromString("--expose-gc");
+/** A full garbage collection: what the adapter holds for a stream must survive one. */
+const gc = runInNewContext("gc") as () => void;
 const PER_USER = 3;
 /** A plan whose Usage is ~40 kB, so that a handful of changes fills a stalled socket. */
 const WIDE: Record<string, LimitGroup> = Object.fromEntries(
@@ -80,6 +85,7 @@ describe.each(["node", "express"] as const)("stalled stream readers (%s)", (kind
     try {
       const serverSide = () => stalled.map((c) => sockets.get(c.localPort!)).filter((s): s is Socket => s !== undefined && !s.destroyed);
       expect(serverSide()).toHaveLength(PER_USER);
+      gc();
 
       // While they are open, one more stream for that user is refused.
       const extra = await fetch(url, { headers: { "x-session": user } });
@@ -99,7 +105,9 @@ describe.each(["node", "express"] as const)("stalled stream readers (%s)", (kind
       expect(serverSide()).toHaveLength(0);
 
       // Their slots are free again: a reading client gets its stream.
-      await waitFor(() => (liveStats(t.meter.internals)?.streams ?? 0) === 0, 5_000);
+      await waitFor(() => (liveStats(t.meter.internals)?.streams ?? 0) === 0, 5_000).catch(() => {
+        throw new Error(`stream slots still taken: ${JSON.stringify(liveStats(t.meter.internals))}`);
+      });
       const fresh = await openSse(url, { "x-session": user });
       try {
         expect(fresh.res.status).toBe(200);

@@ -3,6 +3,7 @@ import type { Meter } from "../createMeter.js";
 import { liveHub, type LiveOptions } from "../live/liveHub.js";
 import { checkShape, readJsonObject } from "./body.js";
 import { BROWSER_TOKEN_PREFIX, verifyBrowserToken } from "./browserToken.js";
+import { connectionSignal } from "./connectionSignal.js";
 import { createCors, type CorsOptions } from "./cors.js";
 import { createIdempotencyStore, idempotencyKey } from "./idempotency.js";
 import { errorJson, json } from "./respond.js";
@@ -162,7 +163,7 @@ export function createMeterHandler<Context = undefined>(meter: Meter, options: M
 
   const openStream = async (userId: string, request: Request, corsHeaders: Record<string, string>) => {
     // HEAD opens no stream (and takes no slot): the user is checked as a GET would be.
-    const stream = request.method === "HEAD" ? (await meter.usage(userId), null) : await liveHub(meter.internals, options.live).open(userId, request.signal);
+    const stream = request.method === "HEAD" ? (await meter.usage(userId), null) : await liveHub(meter.internals, options.live).open(userId, connectionSignal(request));
     return new Response(stream, {
       status: 200,
       headers: {

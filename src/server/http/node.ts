@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { MeterError } from "../../core/errors.js";
+import { bindConnectionSignal } from "./connectionSignal.js";
 import { errorJson } from "./respond.js";
 
 /** Most a Node request body is buffered before the handler sees it: over this, it is 413 whatever the route. */
@@ -21,11 +22,12 @@ export async function toWebRequest(req: IncomingMessage, res: ServerResponse, ur
   }
   const method = req.method ?? "GET";
   const init: RequestInit = { method, headers };
+  // Only the live stream needs to know when the client leaves.
+  let gone: AbortSignal | null = null;
   if (method === "GET") {
-    // Only the live stream needs to know when the client leaves.
     const controller = new AbortController();
     res.once("close", () => controller.abort());
-    init.signal = controller.signal;
+    init.signal = gone = controller.signal;
   } else if (method !== "HEAD") {
     const parsed = (req as { body?: unknown }).body;
     let bytes: Buffer;
@@ -44,7 +46,9 @@ export async function toWebRequest(req: IncomingMessage, res: ServerResponse, ur
       init.body = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) as Uint8Array<ArrayBuffer>;
     }
   }
-  return new Request(new URL(url, `http://${hostOf(req)}`), init);
+  const request = new Request(new URL(url, `http://${hostOf(req)}`), init);
+  if (gone) bindConnectionSignal(request, gone);
+  return request;
 }
 
 // RFC 3986 host: a registered name (unreserved and sub-delims; no "%", "/", spaces) or a

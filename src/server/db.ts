@@ -35,10 +35,11 @@ export function createPool(database: DatabaseOption, max: number, timeouts: Reso
       connectionString: database,
       max,
       // Every bound is set on the connection itself, so it also holds for the pool's own work
-      // (pool.query, the LISTEN connection that copies these options).
+      // (pool.query, the LISTEN connection that copies these options). Not `statement_timeout`:
+      // it travels as a startup parameter, which PgBouncer refuses ("unsupported startup
+      // parameter"); the client-side bound below needs no server cooperation.
       connectionTimeoutMillis: timeouts.connect,
-      statement_timeout: timeouts.statement,
-      query_timeout: timeouts.query,
+      query_timeout: timeouts.statement,
       keepAlive: true,
       keepAliveInitialDelayMillis: timeouts.keepAlive,
       // Our own sockets, so that close() can destroy them when the network swallows the goodbye.
@@ -125,7 +126,7 @@ export function ident(name: string): string {
  * a ledger rule (conflict, not_found, limit_reached…) gives its connection back for reuse;
  * only a broken connection is discarded. Errors come back as MeterErrors. Both steps are
  * bounded (the pool's timeouts, see {@link boundsOf}), also on a pool the app passed in:
- * waiting for a connection past `connect`, or for an answer past `statement` + grace, is
+ * waiting for a connection past `connect`, or for an answer past `statement`, is
  * `unavailable`, and a connection that timed out is discarded, never reused.
  */
 export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
@@ -141,7 +142,7 @@ export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, text: st
   // (below) is what the caller gets.
   client.on("error", ignoreSocketError);
   // pg reads `query_timeout` per query too (its types only list it on the client config).
-  const bounded: pg.QueryConfig & { query_timeout: number } = { text, values, query_timeout: bounds.query };
+  const bounded: pg.QueryConfig & { query_timeout: number } = { text, values, query_timeout: bounds.statement };
   try {
     const result = await client.query<R>(bounded);
     client.removeListener("error", ignoreSocketError);

@@ -10,9 +10,8 @@ export interface TimeoutOptions {
   /** Opening a connection, or waiting for a free one in the pool. Default 5 000. */
   connect?: number;
   /**
-   * One statement. Postgres cancels it past this (`statement_timeout`, on connections meterkit
-   * opens), and the client stops waiting {@link QUERY_GRACE_MS} later whatever the network
-   * does. Default 10 000.
+   * One statement: past this the client stops waiting for its answer, whatever the network
+   * does (pg's `query_timeout`), and discards that connection. Default 10 000.
    */
   statement?: number;
   /** `meter.close()`: past this, connections still open are destroyed and close() resolves. Default 5 000. */
@@ -24,10 +23,7 @@ export interface TimeoutOptions {
   keepAlive?: number;
 }
 
-export type ResolvedTimeouts = Required<TimeoutOptions> & {
-  /** How long the client waits for an answer to one statement: `statement` + {@link QUERY_GRACE_MS}. */
-  query: number;
-};
+export type ResolvedTimeouts = Required<TimeoutOptions>;
 
 /** The defaults of {@link TimeoutOptions}. */
 export const DEFAULT_TIMEOUTS: Readonly<Required<TimeoutOptions>> = Object.freeze({
@@ -36,13 +32,6 @@ export const DEFAULT_TIMEOUTS: Readonly<Required<TimeoutOptions>> = Object.freez
   close: 5_000,
   keepAlive: 10_000,
 });
-
-/**
- * How much longer than `statement` the client waits: when the server is reachable its own
- * `statement_timeout` answers first (a clean error on a healthy connection); the client's
- * timer only fires when nothing comes back at all.
- */
-export const QUERY_GRACE_MS = 500;
 
 /** Checks `createMeter({ timeouts })` once, with messages that say what to fix. */
 export function resolveTimeouts(options: TimeoutOptions | undefined): ResolvedTimeouts {
@@ -65,7 +54,7 @@ export function resolveTimeouts(options: TimeoutOptions | undefined): ResolvedTi
     }
     out[name as keyof TimeoutOptions] = value;
   }
-  return { ...out, query: out.statement + QUERY_GRACE_MS };
+  return out;
 }
 
 /** Resolves true when `work` settles within `ms`, false otherwise (it is left running). */

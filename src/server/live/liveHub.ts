@@ -201,11 +201,10 @@ export class LiveHub {
     const config = this.options.listenDatabase ?? { ...this.internals.pool.options };
     const t = this.internals.timeouts;
     // This connection is ours alone, so every bound is set on it whatever the pool's settings:
-    // a reconnect attempt takes at most `connect` + `query`, a ping at most `query`.
+    // a reconnect attempt takes at most `connect` + `statement`, a ping at most `statement`.
     const bounds: pg.ClientConfig = {
       connectionTimeoutMillis: t.connect,
-      query_timeout: t.query,
-      statement_timeout: t.statement,
+      query_timeout: t.statement,
       keepAlive: true,
       keepAliveInitialDelayMillis: t.keepAlive,
       // Named, so operators (and tests) can find it in pg_stat_activity.

@@ -23,6 +23,8 @@ import type {
 import type { BillingHooks } from "./billing.js";
 import { resolveConfig, type ResolvedConfig } from "./config.js";
 import { createPool, ident, query, toMeterError, type DatabaseOption } from "./db.js";
+import { channelOf, checkSchemaName } from "./schemaName.js";
+import { resolveTimeouts, settlesWithin, type ResolvedTimeouts, type TimeoutOptions } from "./timeouts.js";
 import { audit, type AuditDifference } from "./ledger/audit.js";
 import { entries, usageByDay, type DailyUsage, type EntriesOptions, type LedgerEntry, type UsageByDayOptions } from "./ledger/history.js";
 import type { LedgerContext } from "./ledger/context.js";
@@ -72,6 +74,14 @@ export interface CreateMeterOptions {
    * (the billing routes answer `not_found`).
    */
   stripe?: StripeOptions;
+  /**
+   * Time bounds on every database call, in ms: `connect` (default 5 000), `statement`
+   * (default 10 000), `close` (default 5 000), `keepAlive` (default 10 000). Past a bound a call
+   * answers `unavailable` (HTTP 503) instead of hanging on a network that stopped answering.
+   * With an app's own `pg.Pool`, `connect` and `statement` bound each of meterkit's calls but
+   * the pool's connections keep the app's settings (see docs/server.md, "Timeouts").
+   */
+  timeouts?: TimeoutOptions;
 }
 
 /** The ledger: the `MeterApi` operations plus administration. */
@@ -128,6 +138,8 @@ export interface MeterInternals {
   browserTokenSecrets: string[];
   /** The billing integration (Stripe), when configured. */
   billing?: BillingHooks;
+  /** The time bounds of every database call (the `timeouts` option with its defaults). */
+  timeouts: ResolvedTimeouts;
 }
 
 /** Creates the ledger over Postgres. Call `await meter.migrate()` once before use. */
@@ -135,12 +147,14 @@ export function createMeter(options: CreateMeterOptions): Meter {
   if (!options || typeof options !== "object") {
     throw new MeterError("invalid_request", "createMeter needs an options object.");
   }
-  const schemaName = options.schema ?? "meterkit";
+  const schemaName = checkSchemaName(options.schema ?? "meterkit");
   const schema = ident(schemaName);
+  const timeouts = resolveTimeouts(options.timeouts);
   const config = resolveConfig(options.plans, options.meters, options.prices ?? {}, options.defaultPlan);
   const holdTtl = ttlMs(options.holdTtl, 600_000);
   const tokenSecrets = browserTokenSecrets(options.browserTokenSecret);
-  const { pool, owned } = createPool(options.database, options.poolSize ?? 10);
+  const db = createPool(options.database, options.poolSize ?? 10, timeouts);
+  const { pool, owned } = db;
 
   let synced: Promise<void> | null = null;
   const plansJson = JSON.stringify(config.plans);
@@ -161,7 +175,8 @@ export function createMeter(options: CreateMeterOptions): Meter {
     },
     announce: (userId) => notifier.announce(userId),
   };
-  const notifier = createNotifier(pool, `meterkit:${schemaName}`);
+  const channel = channelOf(schemaName);
+  const notifier = createNotifier(pool, channel);
 
   const onClose: MeterInternals["onClose"] = [];
   let sweeper: NodeJS.Timeout | null = null;
@@ -175,7 +190,7 @@ export function createMeter(options: CreateMeterOptions): Meter {
 
   const stripe = options.stripe ? createStripeBilling({ pool, schema, schemaName, config, ledger }, options.stripe) : null;
 
-  let closed = false;
+  let closing: Promise<void> | null = null;
   return {
     async migrate() {
       try {
@@ -202,14 +217,29 @@ export function createMeter(options: CreateMeterOptions): Meter {
     usageByDay: (userId, o) => usageByDay(ledger, userId, o),
     syncStripeMeters: (o) => (stripe ? stripe.syncMeters(o) : Promise.reject(stripeNotConfigured())),
     browserToken: (userId, o) => signBrowserToken(tokenSecrets, schemaName, userId, o),
-    async close() {
-      if (closed) return;
-      closed = true;
-      if (sweeper) clearInterval(sweeper);
-      await notifier.flush();
-      for (const fn of onClose.splice(0)) await fn();
-      if (owned) await pool.end();
+    close() {
+      closing ??= (async () => {
+        if (sweeper) clearInterval(sweeper);
+        const graceful = (async () => {
+          // Side by side: a flush stuck on a dark network must not keep the streams open.
+          const hooks = (async () => {
+            for (const fn of onClose.splice(0)) await fn();
+          })();
+          await Promise.all([notifier.flush(), hooks]);
+          if (owned) await pool.end();
+        })();
+        // Bounded: on a network that stopped answering, the goodbye (Terminate, FIN) is never
+        // acknowledged. Past the bound, what is still open is destroyed, not waited for.
+        const deadline = Date.now() + timeouts.close;
+        if (await settlesWithin(graceful, timeouts.close)) {
+          if (await db.socketsClosed(Math.max(0, deadline - Date.now()))) return;
+        }
+        db.destroySockets();
+        // A call made after close() fails at once rather than opening a new connection.
+        if (owned && !pool.ending) pool.end().catch(() => {});
+      })();
+      return closing;
     },
-    internals: { pool, schemaName, schema, config, channel: `meterkit:${schemaName}`, notifier, ledger, onClose, browserTokenSecrets: tokenSecrets, ...(stripe ? { billing: stripe } : {}) },
+    internals: { pool, schemaName, schema, config, channel, notifier, ledger, onClose, browserTokenSecrets: tokenSecrets, timeouts, ...(stripe ? { billing: stripe } : {}) },
   };
 }

@@ -1,23 +1,87 @@
 import pg from "pg";
+import { Socket } from "node:net";
 import { MeterError, isErrorCode, type ErrorDetails } from "../core/errors.js";
+import { resolveTimeouts, type ResolvedTimeouts } from "./timeouts.js";
 
 /** Where the ledger lives: a connection string, or a `pg.Pool` the app already has. */
 export type DatabaseOption = string | pg.Pool;
 
-export function createPool(database: DatabaseOption, max: number): { pool: pg.Pool; owned: boolean } {
+/** The pool a meter uses, and how much of it meterkit controls. */
+export interface MeterPool {
+  pool: pg.Pool;
+  /** True when meterkit created the pool (from a connection string) and so closes it. */
+  owned: boolean;
+  /**
+   * Destroys every socket of the pool that is still open (an owned pool only): what `close()`
+   * does past its bound, when a black-holed network would leave a graceful goodbye unanswered.
+   */
+  destroySockets(): number;
+  /** Resolves once every socket of an owned pool is closed, or after `ms`. */
+  socketsClosed(ms: number): Promise<boolean>;
+}
+
+/** The bounds each pool's calls get (see {@link query}); a pool the app passed is bounded per call. */
+const BOUNDS = new WeakMap<pg.Pool, ResolvedTimeouts>();
+
+/** The bounds of a meter's pool (defaults for a pool no meter registered). */
+export function boundsOf(pool: pg.Pool): ResolvedTimeouts {
+  return BOUNDS.get(pool) ?? resolveTimeouts(undefined);
+}
+
+export function createPool(database: DatabaseOption, max: number, timeouts: ResolvedTimeouts): MeterPool {
   if (typeof database === "string") {
-    const pool = new pg.Pool({ connectionString: database, max });
+    const sockets = new Set<Socket>();
+    const pool = new pg.Pool({
+      connectionString: database,
+      max,
+      // Every bound is set on the connection itself, so it also holds for the pool's own work
+      // (pool.query, the LISTEN connection that copies these options). Not `statement_timeout`:
+      // it travels as a startup parameter, which PgBouncer refuses ("unsupported startup
+      // parameter"); the client-side bound below needs no server cooperation.
+      connectionTimeoutMillis: timeouts.connect,
+      query_timeout: timeouts.statement,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: timeouts.keepAlive,
+      // Our own sockets, so that close() can destroy them when the network swallows the goodbye.
+      stream: () => {
+        const socket = new Socket();
+        sockets.add(socket);
+        socket.once("close", () => sockets.delete(socket));
+        return socket;
+      },
+    });
     // An idle client that loses its connection (database restart) must not crash the process.
     pool.on("error", () => {});
-    return { pool, owned: true };
+    BOUNDS.set(pool, timeouts);
+    return {
+      pool,
+      owned: true,
+      destroySockets() {
+        const n = sockets.size;
+        for (const s of sockets) s.destroy();
+        return n;
+      },
+      async socketsClosed(ms) {
+        const deadline = Date.now() + ms;
+        while (sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+        return sockets.size === 0;
+      },
+    };
   }
-  if (database && typeof (database as pg.Pool).query === "function") return { pool: database, owned: false };
+  if (database && typeof (database as pg.Pool).query === "function") {
+    // The app's pool keeps its own connect timeout, keepalive and session settings (meterkit
+    // must not change the session of connections the app also uses); each call of ours is
+    // still bounded in query() below.
+    BOUNDS.set(database, timeouts);
+    return { pool: database, owned: false, destroySockets: () => 0, socketsClosed: async () => true };
+  }
   throw new MeterError("invalid_request", "createMeter: `database` must be a connection string or a pg.Pool.", { field: "database" });
 }
 
 // SQLSTATE classes that mean "the database is not there right now": connection exceptions,
-// operator intervention (shutdown, crash recovery), insufficient resources, and lock timeouts.
-const UNAVAILABLE_STATES = /^(08|57P|53|55P03|40001|40P01)/;
+// operator intervention (shutdown, crash recovery, a statement cancelled by statement_timeout),
+// insufficient resources, and lock timeouts.
+const UNAVAILABLE_STATES = /^(08|57P|57014|53|55P03|40001|40P01)/;
 const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND", "EHOSTUNREACH", "EAI_AGAIN"]);
 
 /** Maps anything a query throws to a MeterError: ledger rule violations keep their code. */
@@ -39,7 +103,7 @@ export function toMeterError(err: unknown): MeterError {
   if (
     UNAVAILABLE_STATES.test(code) ||
     NETWORK_CODES.has(code) ||
-    /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|the database system is/i.test(message)
+    /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|the database system is|Query read timeout|Cannot use a pool after calling end/i.test(message)
   ) {
     return new MeterError("unavailable", "The ledger database is unavailable; retry shortly.", {}, { cause: err });
   }
@@ -60,12 +124,16 @@ export function ident(name: string): string {
 /**
  * Runs one statement on a pooled connection. Unlike `pool.query`, a statement that fails for
  * a ledger rule (conflict, not_found, limit_reached…) gives its connection back for reuse;
- * only a broken connection is discarded. Errors come back as MeterErrors.
+ * only a broken connection is discarded. Errors come back as MeterErrors. Both steps are
+ * bounded (the pool's timeouts, see {@link boundsOf}), also on a pool the app passed in:
+ * waiting for a connection past `connect`, or for an answer past `statement`, is
+ * `unavailable`, and a connection that timed out is discarded, never reused.
  */
 export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+  const bounds = boundsOf(pool);
   let client: pg.PoolClient;
   try {
-    client = await pool.connect();
+    client = await connectWithin(pool, bounds.connect);
   } catch (err) {
     throw toMeterError(err);
   }
@@ -73,8 +141,10 @@ export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, text: st
   // the query; with no listener that event would crash the process. The query's own error
   // (below) is what the caller gets.
   client.on("error", ignoreSocketError);
+  // pg reads `query_timeout` per query too (its types only list it on the client config).
+  const bounded: pg.QueryConfig & { query_timeout: number } = { text, values, query_timeout: bounds.statement };
   try {
-    const result = await client.query<R>(text, values);
+    const result = await client.query<R>(bounded);
     client.removeListener("error", ignoreSocketError);
     client.release();
     return result;
@@ -84,6 +154,34 @@ export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, text: st
     client.release(mapped.code === "unavailable" || mapped.code === "internal" ? (err as Error) : undefined);
     throw mapped;
   }
+}
+
+/**
+ * `pool.connect()` with a deadline. A pool meterkit created enforces it itself
+ * (`connectionTimeoutMillis`); an app's pool may wait forever, so the wait is cut here and a
+ * connection that arrives late goes straight back to the pool.
+ */
+function connectWithin(pool: pg.Pool, ms: number): Promise<pg.PoolClient> {
+  const connecting = pool.connect();
+  return new Promise((resolve, reject) => {
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      reject(new MeterError("unavailable", "The ledger database is unavailable; retry shortly.", { reason: "connect_timeout" }));
+    }, ms);
+    timer.unref();
+    connecting.then(
+      (client) => {
+        clearTimeout(timer);
+        if (late) client.release();
+        else resolve(client);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        if (!late) reject(err);
+      },
+    );
+  });
 }
 
 function ignoreSocketError(): void {}

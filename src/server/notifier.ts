@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { query } from "./db.js";
 
 /**
  * Announces balance changes on the meter's NOTIFY channel after their transaction committed.
@@ -28,7 +29,8 @@ export function createNotifier(pool: pg.Pool, channel: string): Notifier {
       const batch = [...pending];
       pending = new Set();
       try {
-        await pool.query("SELECT pg_notify($1, u) FROM unnest($2::text[]) AS u", [channel, batch]);
+        // Bounded like every ledger call: a dark network must not stall the announcements (or close()).
+        await query(pool, "SELECT pg_notify($1, u) FROM unnest($2::text[]) AS u", [channel, batch]);
       } catch {
         // Best effort: the balance itself is committed; streams catch up on their next refresh.
       }

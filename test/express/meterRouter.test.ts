@@ -6,7 +6,9 @@ import request from "supertest";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { LimitReachedError, meterErrorHandler, meterRouter } from "../../src/express/index.js";
 import { testMeter, type TestMeter } from "../helpers/meter.js";
-import { SECRET, openSse } from "../http/fixtures.js";
+import type { RequestHandler } from "express";
+import { SECRET, openSse, rawRequest } from "../http/fixtures.js";
+import { stripeTest, type StripeTest } from "../stripe/helpers.js";
 
 let t: TestMeter;
 beforeAll(async () => {
@@ -161,6 +163,63 @@ describe.each([
       expect(second.counters.find((c) => c.key === "tokens")!.used).toBe(first.counters.find((c) => c.key === "tokens")!.used + 5);
     } finally {
       await sse.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
+
+describe("browser POSTs when the host app parsed the body first", () => {
+  let s: StripeTest;
+  beforeAll(async () => {
+    s = await stripeTest();
+    await s.meter.upsertSubscription({ userId: "alice", planId: "free" });
+  });
+  afterAll(async () => {
+    await s?.cleanup();
+  });
+  const sessions = () => s.standIn.requests.filter((r) => r.path === "/v1/checkout/sessions").length;
+  const app = (parser: (e: Express) => RequestHandler) => {
+    const a = express5();
+    a.use(parser(express5));
+    a.use("/api/meter", meterRouter(s.meter, { identify: (req) => (typeof req.headers["x-session"] === "string" ? req.headers["x-session"] : null) }));
+    return a;
+  };
+
+  // A cross-site form can send these content types without a CORS preflight, with the victim's cookies.
+  test.each([
+    ["express.urlencoded()", "application/x-www-form-urlencoded", "packId=starter", (e: Express) => e.urlencoded({ extended: false })],
+    ['express.json({ type: "*/*" })', "text/plain", '{"packId":"starter"}', (e: Express) => e.json({ type: "*/*" })],
+    ["express.text()", "text/plain", '{"packId":"starter"}', (e: Express) => e.text()],
+  ])("with %s first, a %s POST to /checkout is refused and creates no session", async (_name, type, payload, parser) => {
+    const before = sessions();
+    const res = await request(app(parser)).post("/api/meter/checkout").set("x-session", "alice").set("content-type", type).send(payload).expect(400);
+    expect(res.body.error).toMatchObject({ code: "invalid_request", field: "content-type" });
+    expect(sessions()).toBe(before);
+  });
+
+  test("with express.json() first, a JSON POST to /checkout still works", async () => {
+    const res = await request(app((e) => e.json()))
+      .post("/api/meter/checkout")
+      .set("x-session", "alice")
+      .send({ packId: "starter" })
+      .expect(200);
+    expect(res.body.url).toMatch(/^http/);
+  });
+});
+
+describe("a malformed Host header", () => {
+  // Clients (supertest, fetch) normalise Host, so these go over a raw socket.
+  test.each(["a b", "[", "%", "a/b", "[::1"])("Host: %s is 400 invalid_request JSON, not a dropped connection or an HTML 500", async (host) => {
+    const server: Server = hostApp(express5).listen(0);
+    await new Promise((r) => server.once("listening", r));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const answer = await rawRequest(port, `GET /api/meter/usage HTTP/1.1\r\nHost: ${host}\r\nx-session: alice\r\nConnection: close\r\n\r\n`);
+      expect(answer.status).toBe(400);
+      expect(answer.headers["content-type"]).toMatch(/^application\/json/);
+      expect(JSON.parse(answer.body)).toMatchObject({ error: { code: "invalid_request" } });
+    } finally {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
     }

@@ -108,3 +108,44 @@ export const waitFor = async (check: () => boolean | Promise<boolean>, timeout =
     await new Promise((r) => setTimeout(r, 20));
   }
 };
+
+/**
+ * One HTTP/1.1 exchange over a raw socket, for requests a client library would refuse or
+ * normalise (a malformed Host). Resolves with the parsed answer; status 0 when the server
+ * closed the connection without one.
+ */
+export async function rawRequest(port: number, text: string, timeout = 5_000): Promise<{ status: number; headers: Record<string, string>; body: string }> {
+  const { connect } = await import("node:net");
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1");
+    let data = "";
+    const timer = setTimeout(() => (socket.destroy(), reject(new Error("no answer within " + timeout + " ms"))), timeout);
+    socket.on("data", (chunk: Buffer) => (data += chunk.toString("utf8")));
+    socket.on("error", () => {});
+    socket.on("close", () => {
+      clearTimeout(timer);
+      const at = data.indexOf("\r\n\r\n");
+      if (at < 0) return resolve({ status: 0, headers: {}, body: data });
+      const [statusLine, ...lines] = data.slice(0, at).split("\r\n");
+      const headers: Record<string, string> = {};
+      for (const l of lines) {
+        const i = l.indexOf(":");
+        headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+      }
+      let body = data.slice(at + 4);
+      if (headers["transfer-encoding"] === "chunked") {
+        let out = "";
+        for (let rest = body; ; ) {
+          const nl = rest.indexOf("\r\n");
+          const size = parseInt(rest.slice(0, nl), 16);
+          if (!size) break;
+          out += rest.slice(nl + 2, nl + 2 + size);
+          rest = rest.slice(nl + 4 + size);
+        }
+        body = out;
+      }
+      resolve({ status: Number(statusLine!.split(" ")[1]), headers, body });
+    });
+    socket.write(text);
+  });
+}

@@ -3,7 +3,7 @@ import { LimitReachedError } from "../../src/core/errors.js";
 import type { Pack } from "../../src/core/types.js";
 import { createMeterHandler, meterErrorResponse, type MeterHandler } from "../../src/server/index.js";
 import { testMeter, type TestMeter } from "../helpers/meter.js";
-import { OLD_SECRET, SECRET, TOKEN_SECRET } from "./fixtures.js";
+import { OLD_SECRET, SECRET, TOKEN_SECRET, listen, rawRequest } from "./fixtures.js";
 
 // The Web handler called directly, the way a Next.js route handler or Hono would call it.
 let t: TestMeter;
@@ -435,4 +435,90 @@ test("meterErrorResponse turns a LimitReachedError in the app's own route into t
   expect(res.status).toBe(402);
   expect((await body(res)).error).toMatchObject({ code: "limit_reached", counter: "tokens", remaining: 3, required: 500 });
   expect(meterErrorResponse(new Error("x"))).toBeNull();
+});
+
+describe("edges of the wire", () => {
+  test.each(["a b", "[", "%", "a/b", "[::1"])("Host: %s through toNodeHandler is 400 invalid_request JSON, not a dropped connection", async (host) => {
+    const srv = await listen(((req: Request) => handler(req, { user: "alice" })) as (req: Request) => Promise<Response>);
+    try {
+      const port = Number(new URL(srv.url).port);
+      const answer = await rawRequest(port, `GET /api/meter/usage HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      expect(answer.status).toBe(400);
+      expect(answer.headers["content-type"]).toMatch(/^application\/json/);
+      expect(JSON.parse(answer.body)).toMatchObject({ error: { code: "invalid_request" } });
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test("a /v1 path reached through percent-encodings is a server route: its answers carry no CORS headers", async () => {
+    const h = createMeterHandler(t.meter, { secretKeys: SECRET, identify: () => "alice", cors: { origin: ["https://app.test"], credentials: true } });
+    const origin = { origin: "https://app.test" };
+    for (const path of ["/%76%31/users/alice/usage", "/%76%31/reservations", "/v%31/nope", "/%56%31/x", "/%2F/v1/users/alice/usage", "/stripe%2Fwebhook", "/%73tripe/webhook"]) {
+      for (const init of [{ headers: origin }, { method: "POST", headers: { ...origin, "content-type": "application/json" }, body: "{}" }]) {
+        const res = await h(new Request("http://x" + path, init));
+        expect(res.status, path).toBeGreaterThanOrEqual(400);
+        expect(res.headers.get("access-control-allow-origin"), `${init.method ?? "GET"} ${path}`).toBeNull();
+      }
+    }
+    // The browser routes keep theirs, encoded or not.
+    const usage = await h(new Request("http://x/%75sage", { headers: origin }));
+    expect(usage.status).toBe(200);
+    expect(usage.headers.get("access-control-allow-origin")).toBe("https://app.test");
+  });
+
+  test("a browser token is accepted in exactly one spelling: no padding, no other base64 alphabet, nothing trailing", async () => {
+    const good = t.meter.browserToken("bob");
+    const [prefix, payload, sig] = good.split(".") as [string, string, string];
+    expect((await handler(new Request(BASE + "/usage", { headers: { authorization: `Bearer ${good}` } }))).status).toBe(200);
+    const std = (s: string) => s.replace(/-/g, "+").replace(/_/g, "/");
+    const pad = (s: string) => s + "=".repeat((4 - (s.length % 4)) % 4);
+    const variants = [
+      `${prefix}.${payload}.${pad(sig)}=`,
+      `${prefix}.${payload}.${sig}=`,
+      `${prefix}.${pad(payload)}=.${sig}`,
+      `${prefix}.${payload}=.${sig}`,
+      `${prefix}.${std(payload)}.${std(sig)}`,
+      `${prefix}.${payload}.${sig}A`,
+      `${prefix}.${payload}.${sig}!`,
+      `${prefix}.${payload}!.${sig}`,
+      `${prefix}.${payload}.${sig.slice(0, -1)}${String.fromCharCode(sig.charCodeAt(sig.length - 1) ^ 1)}`,
+    ].filter((v) => v !== good);
+    for (const v of variants) {
+      const res = await handler(new Request(BASE + "/usage", { headers: { authorization: `Bearer ${v}` } }));
+      expect(res.status, JSON.stringify(v)).toBe(401);
+    }
+  });
+
+  test("HEAD on a GET route answers like GET, without a body", async () => {
+    const get = await asUser("alice", "/usage");
+    const head = await asUser("alice", "/usage", { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("content-type")).toBe(get.headers.get("content-type"));
+    expect(head.headers.get("cache-control")).toBe("no-store");
+    expect(await head.text()).toBe("");
+    const v1 = await server("/v1/users/alice/usage", { method: "HEAD" });
+    expect(v1.status).toBe(200);
+    expect(await v1.text()).toBe("");
+    // Errors too: HEAD without a session is 401 like GET.
+    expect((await asUser(undefined, "/usage", { method: "HEAD" })).status).toBe(401);
+    // HEAD on a stream route does not open a stream.
+    const stream = await asUser("alice", "/usage/stream", { method: "HEAD" });
+    expect(stream.status).toBe(200);
+    expect(stream.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    expect(await stream.text()).toBe("");
+    // POST-only routes still say 405.
+    expect((await server("/v1/reservations", { method: "HEAD" })).status).toBe(405);
+  });
+
+  test("HEAD through toNodeHandler sends headers and no body", async () => {
+    const srv = await listen(((req: Request) => handler(req, { user: "alice" })) as (req: Request) => Promise<Response>);
+    try {
+      const res = await fetch(srv.url + "/api/meter/usage", { method: "HEAD" });
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe("");
+    } finally {
+      await srv.close();
+    }
+  });
 });

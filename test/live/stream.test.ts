@@ -217,15 +217,19 @@ describe("a slow client", () => {
     expect(closed).toBe(false);
   });
 
-  test("that stops reading altogether is dropped after a few heartbeats", async () => {
+  test("that stops reading altogether is dropped after a few heartbeats, and counted until its connection is gone", async () => {
     const ac = new AbortController();
-    await hub().open("eve", ac.signal); // opened, never read
-    const before = hub().stats().streams;
-    expect(before).toBe(1);
-    // Enough changes to fill its buffer; then the heartbeats find it stalled.
+    const body = await hub().open("eve", ac.signal); // opened, never read
+    expect(hub().stats().streams).toBe(1);
+    // Enough changes to fill its buffer; then the heartbeats find it stalled and drop it.
     for (let i = 0; i < 120; i++) await t.meter.track("eve", "llm.tokens", 1);
-    await waitFor(() => hub().stats().streams === 0, 5_000);
+    await waitFor(() => hub().stats().users === 0, 5_000);
+    // Dropped means errored (the adapter destroys the connection on that), not ended quietly.
+    await expect(body.getReader().closed).rejects.toThrow(/stopped reading/);
+    // Its connection is still open as far as the hub knows: it keeps its slot in the limits.
+    expect(hub().stats().streams).toBe(1);
     ac.abort();
+    expect(hub().stats().streams).toBe(0);
   });
 
   test("a stalled sink reports it on heartbeat until it is dropped", () => {

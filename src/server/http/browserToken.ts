@@ -9,6 +9,7 @@ export const DEFAULT_BROWSER_TOKEN_TTL = 900_000;
 /** Every browser token starts with this, so the handler can tell it from the host app's own bearer tokens. */
 export const BROWSER_TOKEN_PREFIX = "mkb1.";
 const MIN_SECRET_LENGTH = 32;
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
 /** Options of `meter.browserToken()`. */
 export interface BrowserTokenOptions {
@@ -61,11 +62,15 @@ export function verifyBrowserToken(secrets: string[], scope: string, token: stri
   if (!token.startsWith(BROWSER_TOKEN_PREFIX)) return null;
   const [payload, signature, extra] = token.slice(BROWSER_TOKEN_PREFIX.length).split(".");
   if (!payload || !signature || extra !== undefined) return null;
-  const given = Buffer.from(signature, "base64url");
+  // One spelling only: unpadded base64url. Decoding is lenient (padding, the "+/" alphabet,
+  // stray characters and unused trailing bits all decode), so the signature is compared as
+  // the exact string the server would write, not as the bytes it decodes to.
+  if (!BASE64URL.test(payload) || !BASE64URL.test(signature)) return null;
+  const given = Buffer.from(signature, "latin1");
   let valid = false;
   // Every secret is tried (no early exit), each comparison in constant time.
   for (const secret of secrets) {
-    const expected = Buffer.from(sign(secret, BROWSER_TOKEN_PREFIX + payload), "base64url");
+    const expected = Buffer.from(sign(secret, BROWSER_TOKEN_PREFIX + payload), "latin1");
     if (given.length === expected.length && timingSafeEqual(given, expected)) valid = true;
   }
   if (!valid) return null;

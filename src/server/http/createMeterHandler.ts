@@ -3,10 +3,11 @@ import type { Meter } from "../createMeter.js";
 import { liveHub, type LiveOptions } from "../live/liveHub.js";
 import { checkShape, readJsonObject } from "./body.js";
 import { BROWSER_TOKEN_PREFIX, verifyBrowserToken } from "./browserToken.js";
+import { connectionSignal } from "./connectionSignal.js";
 import { createCors, type CorsOptions } from "./cors.js";
 import { createIdempotencyStore, idempotencyKey } from "./idempotency.js";
 import { errorJson, json } from "./respond.js";
-import { matchPath, type RouteContext } from "./routes.js";
+import { matchPath, type Route, type RouteContext } from "./routes.js";
 import { bearer, secretKeyCheck } from "./secretKeys.js";
 
 /** What `identify` may answer: a user id, or nothing for "not signed in". */
@@ -78,19 +79,28 @@ export function createMeterHandler<Context = undefined>(meter: Meter, options: M
     return String(id);
   };
 
-  const run = async (request: Request, context: Context, corsHeaders: Record<string, string>): Promise<Response> => {
-    // 1. Route.
+  /**
+   * The one place a path is decoded and matched: routing, CORS and everything after read
+   * this, so `/%76%31/…` is the `/v1` route it decodes to for every decision.
+   */
+  const locate = (request: Request): { url: URL; routes: Route[]; params: Record<string, string> } => {
     const url = new URL(request.url);
-    if (basePath && url.pathname !== basePath && !url.pathname.startsWith(basePath + "/")) return noRoute(request, url);
+    if (basePath && url.pathname !== basePath && !url.pathname.startsWith(basePath + "/")) return { url, routes: [], params: {} };
     let segments: string[];
     try {
       segments = url.pathname.slice(basePath.length).split("/").filter(Boolean).map(decodeURIComponent);
     } catch {
       throw new MeterError("invalid_request", "The path is not valid percent-encoding.");
     }
-    const { routes, params } = matchPath(segments);
+    return { url, ...matchPath(segments) };
+  };
+
+  const run = async (request: Request, context: Context, located: ReturnType<typeof locate>, corsHeaders: Record<string, string>): Promise<Response> => {
+    // 1. Route. HEAD is served by the GET route (an answer without its body).
+    const { url, routes, params } = located;
     if (routes.length === 0) return noRoute(request, url);
-    const route = routes.find((r) => r.method === request.method);
+    const method = request.method === "HEAD" ? "GET" : request.method;
+    const route = routes.find((r) => r.method === method);
     const allowed = routes.map((r) => r.method);
     if (!route) {
       if (request.method === "OPTIONS") {
@@ -152,7 +162,8 @@ export function createMeterHandler<Context = undefined>(meter: Meter, options: M
   };
 
   const openStream = async (userId: string, request: Request, corsHeaders: Record<string, string>) => {
-    const stream = await liveHub(meter.internals, options.live).open(userId, request.signal);
+    // HEAD opens no stream (and takes no slot): the user is checked as a GET would be.
+    const stream = request.method === "HEAD" ? (await meter.usage(userId), null) : await liveHub(meter.internals, options.live).open(userId, connectionSignal(request));
     return new Response(stream, {
       status: 200,
       headers: {
@@ -166,14 +177,15 @@ export function createMeterHandler<Context = undefined>(meter: Meter, options: M
     });
   };
 
-  return async (request, context) => {
+  const answer = async (request: Request, context: Context | undefined): Promise<Response> => {
     const origin = request.headers.get("origin");
     let corsHeaders: Record<string, string> = {};
     try {
-      const path = new URL(request.url).pathname.slice(basePath.length);
-      // CORS applies to the browser routes only.
-      if (!path.startsWith("/v1/") && path !== "/v1" && !path.startsWith("/stripe/")) corsHeaders = cors.headers(origin);
-      return await run(request, context as Context, corsHeaders);
+      const located = locate(request);
+      // CORS applies to the browser routes only, judged on the decoded path: never the /v1
+      // routes, the webhook or a path that is no route.
+      if (located.routes[0]?.audience === "browser") corsHeaders = cors.headers(origin);
+      return await run(request, context as Context, located, corsHeaders);
     } catch (err) {
       if (err instanceof MeterError) {
         if (err.status >= 500) onError(err, request);
@@ -185,6 +197,14 @@ export function createMeterHandler<Context = undefined>(meter: Meter, options: M
       return json(500, { error: { code: "internal", message: "Internal error." } }, corsHeaders);
     }
   };
+  // HEAD answers like GET — the same status and headers, errors included — without a body.
+  return async (request, context) => (request.method === "HEAD" ? withoutBody(await answer(request, context)) : answer(request, context));
+}
+
+/** A GET answer for a HEAD request: the same status and headers, the body dropped unread. */
+async function withoutBody(response: Response): Promise<Response> {
+  await response.body?.cancel().catch(() => {});
+  return new Response(null, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
 function noRoute(request: Request, url: URL): never {

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { assertId } from "../../core/amounts.js";
 import { MeterError } from "../../core/errors.js";
-import { toMeterError } from "../db.js";
+import { query } from "../db.js";
 import type { MeterInternals } from "../createMeter.js";
 
 /** The `Idempotency-Key` header, checked like every other id (1–255 characters, no control characters). */
@@ -45,20 +45,15 @@ export function createIdempotencyStore(internals: MeterInternals, retention: num
   const sweep = () => {
     if (Date.now() - lastSweep < Math.min(retention, 3_600_000)) return;
     lastSweep = Date.now();
-    pool
-      .query(`DELETE FROM ${schema}.http_idempotency WHERE created_at < now() - $1 * interval '1 millisecond'`, [retention])
+    // query() bounds every call in time (the meter's timeouts) and maps errors to MeterErrors.
+    query(pool, `DELETE FROM ${schema}.http_idempotency WHERE created_at < now() - $1 * interval '1 millisecond'`, [retention])
       .catch(() => {}); // best effort: an old claim only costs a row
   };
   return {
     async claim(key, route, body) {
       const fingerprint = createHash("sha256").update(route).update("\n").update(canonical(body)).digest("hex");
-      let outcome: string;
-      try {
-        const { rows } = await pool.query<{ r: string }>(`SELECT ${schema}.http_claim($1, $2) AS r`, [key, fingerprint]);
-        outcome = rows[0]!.r;
-      } catch (err) {
-        throw toMeterError(err);
-      }
+      const { rows } = await query<{ r: string }>(pool, `SELECT ${schema}.http_claim($1, $2) AS r`, [key, fingerprint]);
+      const outcome = rows[0]!.r;
       if (outcome === "conflict") {
         throw new MeterError("conflict", `Idempotency-Key ${JSON.stringify(key)} was already used with a different request.`, {
           idempotencyKey: key,
@@ -69,8 +64,7 @@ export function createIdempotencyStore(internals: MeterInternals, retention: num
       return {
         async release() {
           if (!claimed) return;
-          await pool
-            .query(`DELETE FROM ${schema}.http_idempotency WHERE key = $1 AND fingerprint = $2`, [key, fingerprint])
+          await query(pool, `DELETE FROM ${schema}.http_idempotency WHERE key = $1 AND fingerprint = $2`, [key, fingerprint])
             .catch(() => {}); // if it stays, the key stays bound to this (failed) request: still safe
         },
       };

@@ -1,4 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { MeterError } from "../../core/errors.js";
+import { bindConnectionSignal } from "./connectionSignal.js";
+import { errorJson } from "./respond.js";
 
 /** Most a Node request body is buffered before the handler sees it: over this, it is 413 whatever the route. */
 const NODE_BODY_CAP = 1_048_576;
@@ -19,17 +22,20 @@ export async function toWebRequest(req: IncomingMessage, res: ServerResponse, ur
   }
   const method = req.method ?? "GET";
   const init: RequestInit = { method, headers };
+  // Only the live stream needs to know when the client leaves.
+  let gone: AbortSignal | null = null;
   if (method === "GET") {
-    // Only the live stream needs to know when the client leaves.
     const controller = new AbortController();
     res.once("close", () => controller.abort());
-    init.signal = controller.signal;
+    init.signal = gone = controller.signal;
   } else if (method !== "HEAD") {
     const parsed = (req as { body?: unknown }).body;
     let bytes: Buffer;
     if (parsed !== undefined && (req.readableEnded || (req as { _body?: boolean })._body)) {
+      // Re-serialised, but the original Content-Type is kept: the JSON-only rule of browser
+      // POSTs (no cross-site form can send application/json without a preflight) is judged on
+      // what the browser sent, whatever parser ran first (express.urlencoded(), json({ type: "*/*" })).
       bytes = Buffer.isBuffer(parsed) ? parsed : Buffer.from(typeof parsed === "string" ? parsed : JSON.stringify(parsed));
-      if (!Buffer.isBuffer(parsed) && typeof parsed !== "string") headers.set("content-type", "application/json");
     } else {
       bytes = await readNodeBody(req);
     }
@@ -40,7 +46,29 @@ export async function toWebRequest(req: IncomingMessage, res: ServerResponse, ur
       init.body = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) as Uint8Array<ArrayBuffer>;
     }
   }
-  return new Request(new URL(url, `http://${req.headers.host ?? "localhost"}`), init);
+  const request = new Request(new URL(url, `http://${hostOf(req)}`), init);
+  if (gone) bindConnectionSignal(request, gone);
+  return request;
+}
+
+// RFC 3986 host: a registered name (unreserved and sub-delims; no "%", "/", spaces) or a
+// bracketed IP literal, then an optional port.
+const HOST = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?$/;
+
+/** The request's Host, checked: a malformed one is 400 `invalid_request`, never a dropped connection or a 500. */
+function hostOf(req: IncomingMessage): string {
+  const host = req.headers.host;
+  if (host === undefined || host === "") return "localhost";
+  if (!HOST.test(host)) throw new MeterError("invalid_request", "The Host header is not a valid host.", { field: "host" });
+  return host;
+}
+
+/**
+ * What an adapter answers when the request could not even be turned into a Web `Request`:
+ * a `MeterError` (a malformed Host) as its JSON; anything else is not ours to answer.
+ */
+export function adapterErrorResponse(err: unknown): Response | null {
+  return err instanceof MeterError ? errorJson(err) : null;
 }
 
 function readNodeBody(req: IncomingMessage): Promise<Buffer> {
@@ -87,16 +115,30 @@ export async function sendWebResponse(res: ServerResponse, response: Response): 
   const reader = response.body.getReader();
   const gone = () => void reader.cancel().catch(() => {});
   res.once("close", gone);
+  // The stream errors when the server drops it (a client that stopped reading): that must end
+  // the connection even while we wait for a drain that will never come — otherwise the socket
+  // and its send buffer live on, and so does the client's slot in the stream limits.
+  const failed = reader.closed.then(
+    () => false,
+    () => true,
+  );
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
       if (!res.write(value)) {
-        await new Promise<void>((resolve) => {
-          const go = () => (res.off("drain", go), res.off("close", go), resolve());
-          res.once("drain", go);
-          res.once("close", go);
+        const dropped = await new Promise<boolean>((resolve) => {
+          const go = (result: boolean) => {
+            res.off("drain", drained);
+            res.off("close", drained);
+            resolve(result);
+          };
+          const drained = () => go(false);
+          res.once("drain", drained);
+          res.once("close", drained);
+          void failed.then((f) => f && go(true));
         });
+        if (dropped) throw new Error("meterkit: the stream was dropped");
         if (res.destroyed) return;
       }
     }
@@ -117,9 +159,16 @@ export function toNodeHandler<Context = IncomingMessage>(
   context: (req: IncomingMessage) => Context = (req) => req as Context,
 ): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    toWebRequest(req, res)
-      .then((request) => handler(request, context(req)))
-      .then((response) => sendWebResponse(res, response))
-      .catch(() => res.destroy());
+    toWebRequest(req, res).then(
+      (request) =>
+        handler(request, context(req))
+          .then((response) => sendWebResponse(res, response))
+          .catch(() => res.destroy()),
+      (err: unknown) => {
+        const answer = adapterErrorResponse(err);
+        if (answer) void sendWebResponse(res, answer).catch(() => res.destroy());
+        else res.destroy();
+      },
+    );
   };
 }

@@ -3,6 +3,7 @@ import { MeterError } from "../../core/errors.js";
 import type { Usage } from "../../core/types.js";
 import type { MeterInternals } from "../createMeter.js";
 import { toMeterError } from "../db.js";
+import { settlesWithin } from "../timeouts.js";
 import { usage as readUsage } from "../ledger/subscription.js";
 import { createUsageSink, type UsageSink } from "./usageStream.js";
 
@@ -12,9 +13,9 @@ export interface LiveOptions {
   heartbeat?: number;
   /** The `retry:` hint sent to clients: how long to wait before reconnecting, in ms. Default 3 000. */
   retry?: number;
-  /** Open streams one user may hold in this process; one more is refused with 409 `conflict`. Default 5. */
+  /** Open stream connections one user may hold in this process; one more is refused with 429 `too_many_requests`. Default 5. */
   maxStreamsPerUser?: number;
-  /** Open streams in this process; one more is refused with 503 `unavailable`. Default 10 000. */
+  /** Open stream connections in this process; one more is refused with 503 `unavailable`. Default 10 000. */
   maxStreams?: number;
   /**
    * Where the one `LISTEN` connection goes: a connection string or `pg.ClientConfig`. Set it
@@ -26,6 +27,7 @@ export interface LiveOptions {
 
 /** What tests and the benchmark can observe of a hub. */
 export interface LiveStats {
+  /** Open stream connections (a dropped stream counts until its connection is gone). */
   streams: number;
   users: number;
   listening: boolean;
@@ -67,8 +69,14 @@ export class LiveHub {
   private closed = false;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private readonly beat: NodeJS.Timeout;
+  /** Open stream connections in this process, and per user. */
   private streams = 0;
+  private readonly openByUser = new Map<string, number>();
   private refreshing = false;
+  /** A heartbeat ping is in flight on the LISTEN connection. */
+  private pinging = false;
+  /** Drops the current LISTEN connection (and schedules a reconnect). */
+  private lost: (() => void) | null = null;
   private readonly heartbeatMs: number;
   private readonly retry: number;
   private readonly perUser: number;
@@ -97,8 +105,10 @@ export class LiveHub {
    */
   async open(userId: string, signal: AbortSignal): Promise<ReadableStream<Uint8Array>> {
     if (this.closed) throw new MeterError("unavailable", "The meter is closing.");
-    const existing = this.users.get(userId);
-    if (existing && existing.sinks.size >= this.perUser) {
+    // The limits count open connections, not streams still fanned out to: a stream the hub
+    // dropped (a client that stopped reading) keeps its slot until its connection is gone
+    // (the request's signal aborts) or its body is cancelled.
+    if ((this.openByUser.get(userId) ?? 0) >= this.perUser) {
       throw new MeterError("too_many_requests", `Too many open usage streams for this user (at most ${this.perUser}); close one first.`, {
         reason: "too_many_streams",
         limit: this.perUser,
@@ -107,54 +117,75 @@ export class LiveHub {
     if (this.streams >= this.maxStreams) {
       throw new MeterError("unavailable", "This server has too many open usage streams; retry later.", { reason: "too_many_streams" });
     }
-    await this.listen();
-    // The first read doubles as the check that the user exists (not_found → no stream).
-    const first = await readUsage(this.internals.ledger, userId);
-    let entry = this.users.get(userId);
-    if (!entry) {
-      entry = { sinks: new Set(), fetching: false, again: false, force: false };
-      this.users.set(userId, entry);
-    }
-    if (entry.sinks.size >= this.perUser) {
-      throw new MeterError("too_many_requests", `Too many open usage streams for this user (at most ${this.perUser}); close one first.`, {
-        reason: "too_many_streams",
-        limit: this.perUser,
-      });
-    }
-    const e = entry;
-    const sink = createUsageSink({
-      userId,
-      retry: this.retry,
-      maxStalledBeats: MAX_STALLED_BEATS,
-      onClose: () => {
-        this.streams--;
-        e.sinks.delete(sink);
-        if (e.sinks.size === 0 && this.users.get(userId) === e) this.users.delete(userId);
-        signal.removeEventListener("abort", onAbort);
-      },
-    });
-    const onAbort = () => sink.close(true);
+    // The slot is taken before the first await, so concurrent opens cannot overshoot the limit.
     this.streams++;
-    e.sinks.add(sink);
+    this.openByUser.set(userId, (this.openByUser.get(userId) ?? 0) + 1);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      signal.removeEventListener("abort", onAbort);
+      if (this.closed) return; // close() let go of every slot at once
+      this.streams--;
+      const n = (this.openByUser.get(userId) ?? 1) - 1;
+      if (n > 0) this.openByUser.set(userId, n);
+      else this.openByUser.delete(userId);
+    };
+    let sink: UsageSink | null = null;
+    const onAbort = () => {
+      sink?.close(true);
+      release();
+    };
     signal.addEventListener("abort", onAbort, { once: true });
-    if (signal.aborted) sink.close(true);
-    sink.send(first, true);
-    // A change may have landed between the read and the registration: read again if one is under way.
-    if (e.fetching) e.again = true;
-    return sink.stream;
+    try {
+      await this.listen();
+      // The first read doubles as the check that the user exists (not_found → no stream).
+      const first = await readUsage(this.internals.ledger, userId);
+      if (this.closed) throw new MeterError("unavailable", "The meter is closing.");
+      let entry = this.users.get(userId);
+      if (!entry) {
+        entry = { sinks: new Set(), fetching: false, again: false, force: false };
+        this.users.set(userId, entry);
+      }
+      const e = entry;
+      const s: UsageSink = createUsageSink({
+        userId,
+        retry: this.retry,
+        maxStalledBeats: MAX_STALLED_BEATS,
+        onClose: (dropped) => {
+          e.sinks.delete(s);
+          if (e.sinks.size === 0 && this.users.get(userId) === e) this.users.delete(userId);
+          if (!dropped) release();
+        },
+      });
+      sink = s;
+      e.sinks.add(s);
+      s.send(first, true);
+      // A change may have landed between the read and the registration: read again if one is under way.
+      if (e.fetching) e.again = true;
+      if (signal.aborted) onAbort();
+      return s.stream;
+    } catch (err) {
+      release();
+      throw err;
+    }
   }
 
-  /** Ends every stream and the LISTEN connection. */
+  /** Ends every stream and the LISTEN connection, within the meter's `timeouts.close`. */
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.beat);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     for (const entry of [...this.users.values()]) for (const s of [...entry.sinks]) s.close();
     this.users.clear();
+    this.openByUser.clear();
+    this.streams = 0;
     const c = this.client;
     this.client = null;
     this.listening = false;
-    await c?.end().catch(() => {});
+    if (!c) return;
+    // A dark network never acknowledges the goodbye: past the bound the socket is destroyed.
+    if (!(await settlesWithin(c.end(), this.internals.timeouts.close))) destroyClient(c);
   }
 
   /** Resolves once LISTEN is on; rejects with `unavailable` when the database cannot be reached. */
@@ -168,9 +199,18 @@ export class LiveHub {
 
   private async connect(): Promise<void> {
     const config = this.options.listenDatabase ?? { ...this.internals.pool.options };
-    // Named, so operators (and tests) can find it in pg_stat_activity.
-    const base = { keepAlive: true, application_name: LISTEN_APPLICATION_NAME };
-    const client = new pg.Client(typeof config === "string" ? { ...base, connectionString: config } : { ...base, ...config, application_name: LISTEN_APPLICATION_NAME });
+    const t = this.internals.timeouts;
+    // This connection is ours alone, so every bound is set on it whatever the pool's settings:
+    // a reconnect attempt takes at most `connect` + `statement`, a ping at most `statement`.
+    const bounds: pg.ClientConfig = {
+      connectionTimeoutMillis: t.connect,
+      query_timeout: t.statement,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: t.keepAlive,
+      // Named, so operators (and tests) can find it in pg_stat_activity.
+      application_name: LISTEN_APPLICATION_NAME,
+    };
+    const client = new pg.Client(typeof config === "string" ? { connectionString: config, ...bounds } : { ...config, ...bounds });
     let dead = false;
     const lost = () => {
       if (dead) return;
@@ -178,10 +218,13 @@ export class LiveHub {
       if (this.client === client) {
         this.client = null;
         this.listening = false;
+        this.pinging = false;
       }
-      client.end().catch(() => {});
+      // Destroyed, not ended: on a dark network a graceful end would wait for ever.
+      destroyClient(client);
       this.scheduleReconnect();
     };
+    this.lost = lost;
     client.on("error", lost);
     client.on("end", lost);
     client.on("notification", (n) => {
@@ -192,7 +235,7 @@ export class LiveHub {
       await client.query(`LISTEN "${this.internals.channel.replace(/"/g, '""')}"`);
     } catch (err) {
       dead = true;
-      client.end().catch(() => {});
+      destroyClient(client);
       if (this.users.size > 0) this.scheduleReconnect();
       throw toMeterError(err);
     }
@@ -270,14 +313,18 @@ export class LiveHub {
       this.refreshing = true;
       void this.resyncAll(false).finally(() => (this.refreshing = false));
     }
-    // A half-open connection (a network cut) shows no error: a ping finds out.
+    // A half-open connection (a network cut) shows no error: a ping finds out. It is bounded
+    // (the connection's query timeout), fails the connection when it gets no answer, and is
+    // never sent while the previous one is pending (one query at a time on a pg client).
     const c = this.client;
-    if (c && this.listening) {
-      const timer = setTimeout(() => c.emit("error", new Error("LISTEN ping timed out")), Math.max(this.heartbeatMs, 5_000));
-      timer.unref();
+    const lost = this.lost;
+    if (c && lost && this.listening && !this.pinging) {
+      this.pinging = true;
       c.query("SELECT 1").then(
-        () => clearTimeout(timer),
-        () => clearTimeout(timer),
+        () => {
+          if (this.client === c) this.pinging = false;
+        },
+        () => lost(),
       );
     }
   }
@@ -300,4 +347,9 @@ export function liveHub(internals: MeterInternals, options?: LiveOptions): LiveH
     hub = h;
   }
   return hub;
+}
+
+/** Closes a pg client's socket at once, without the goodbye a dark network would never acknowledge. */
+function destroyClient(client: pg.Client): void {
+  client.connection.stream.destroy();
 }

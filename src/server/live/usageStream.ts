@@ -13,7 +13,10 @@ export interface UsageSink {
   send(usage: Usage, force?: boolean): void;
   /** A comment line that keeps proxies from closing an idle connection. Returns false when the client has stopped reading for too long. */
   heartbeat(): boolean;
-  /** Ends the stream: gracefully (server shutdown), or with `abort` (a stalled client) so the connection drops now. */
+  /**
+   * Ends the stream: gracefully (server shutdown), or with `abort` (a stalled client): the
+   * stream errors, which makes the adapter destroy the connection (src/server/http/node.ts).
+   */
   close(abort?: boolean): void;
 }
 
@@ -23,8 +26,12 @@ export interface UsageSinkOptions {
   retry: number;
   /** Heartbeats in a row the client may leave the buffer full before it is dropped. */
   maxStalledBeats: number;
-  /** Called once when the stream ends, whoever ends it. */
-  onClose(): void;
+  /**
+   * Called once when the stream ends, whoever ends it. `dropped` is true when the server
+   * aborted it (a stalled client, a client gone): its connection may still be open until
+   * the adapter destroys it, so the caller keeps counting it until the request's signal says so.
+   */
+  onClose(dropped: boolean): void;
 }
 
 /**
@@ -40,11 +47,11 @@ export function createUsageSink(o: UsageSinkOptions): UsageSink {
   let stalled = 0;
   let closed = false;
 
-  const finish = () => {
+  const finish = (dropped: boolean) => {
     if (closed) return;
     closed = true;
     pending = null;
-    o.onClose();
+    o.onClose(dropped);
   };
   const stream = new ReadableStream<Uint8Array>(
     {
@@ -59,7 +66,8 @@ export function createUsageSink(o: UsageSinkOptions): UsageSink {
           pending = null;
         }
       },
-      cancel: finish,
+      // The reader let go: the client is gone.
+      cancel: () => finish(false),
     },
     new ByteLengthQueuingStrategy({ highWaterMark: STREAM_BUFFER_BYTES }),
   );
@@ -92,7 +100,7 @@ export function createUsageSink(o: UsageSinkOptions): UsageSink {
       } catch {
         // already errored or cancelled
       }
-      finish();
+      finish(abort);
     },
   };
 }

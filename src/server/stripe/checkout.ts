@@ -20,9 +20,15 @@ export interface CheckoutInput {
   cancelUrl?: unknown;
 }
 
+/** Stripe replaces this in redirect URLs; URL parsing percent-encodes its braces in a path. */
+const SESSION_PLACEHOLDER = "{CHECKOUT_SESSION_ID}";
+
 /**
  * A browser-supplied redirect URL: accepted only on a configured origin, so that checkout can
- * never send a user to someone else's site. Absent → the configured URL.
+ * never send a user to someone else's site. Absent → the configured URL. What goes to Stripe
+ * is the parsed URL that was checked, never the raw string: `https:app.example.com`,
+ * `https://app.example.com\@evil.example` and the like parse to one thing here and might to
+ * another further down. Control characters (CR, LF, tab, NUL…) are refused outright.
  */
 function redirectUrl(value: unknown, name: string, fallback: string | null, origins: Set<string>): string {
   if (value === undefined || value === null) {
@@ -31,6 +37,9 @@ function redirectUrl(value: unknown, name: string, fallback: string | null, orig
   }
   if (typeof value !== "string" || value.length > 2048) {
     throw new MeterError("invalid_request", `${name} must be a URL string, got ${describe(value)}.`, { field: name });
+  }
+  if (/[\u0000-\u001f\u007f]/.test(value)) {
+    throw new MeterError("invalid_request", `${name} must not contain control characters.`, { field: name });
   }
   let url: URL;
   try {
@@ -41,7 +50,7 @@ function redirectUrl(value: unknown, name: string, fallback: string | null, orig
   if ((url.protocol !== "https:" && url.protocol !== "http:") || !origins.has(url.origin)) {
     throw new MeterError("invalid_request", `${name} must be on an allowed origin (stripe.allowedRedirectOrigins).`, { field: name });
   }
-  return value;
+  return url.href.replaceAll(encodeURI(SESSION_PLACEHOLDER), SESSION_PLACEHOLDER);
 }
 
 export function findPack(stripe: ResolvedStripeConfig, packId: unknown): ResolvedPack {

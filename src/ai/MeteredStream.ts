@@ -96,7 +96,9 @@ export class MeteredStream<Chunk> implements AsyncIterable<Chunk> {
     if (this.#stopped) return this.#finishStopped();
     if (r.done) {
       this.#done = true;
-      await this.#settle(this.#usageEnding(false));
+      // A failure the provider sent as an event, before any output, charges nothing.
+      const reader = this.#m.reader;
+      await this.#settle(reader.failed && !reader.produced && !reader.usage ? { kind: "release" } : this.#usageEnding(false));
       return { done: true, value: undefined };
     }
     this.#m.reader.addChunk(r.value);

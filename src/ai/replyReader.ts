@@ -19,6 +19,8 @@ export interface ReplyReader {
   readonly input: Omit<ProviderUsage, "outputTokens" | "reasoningTokens"> | undefined;
   /** `false` while a stream that marks its end has not reached it; `undefined` when the shape has no end mark. */
   readonly complete: boolean | undefined;
+  /** True when the provider reported a failure as an event rather than an error (Responses `error`, `response.failed`). */
+  readonly failed?: boolean;
   /** Output tokens under `count`, each choice's text counted as a whole. */
   count(count: (text: string) => number): number;
 }

@@ -41,15 +41,15 @@ const SONNET_LONG_CONTEXT: readonly PriceTier[] = Object.freeze([
 /** Gemini 2.5 Pro: prompts over 200K tokens pay $2.50 / $15 (cache reads $0.25). */
 const GEMINI_PRO_LONG_CONTEXT: readonly PriceTier[] = Object.freeze([Object.freeze({ above: 200_000, input: "2.50", cachedInput: "0.25", output: "15.00" })]);
 
-/** `a × b` of two decimal strings, exactly, trailing zeros trimmed. */
+/** `a × b` of two decimal strings, exactly, written with two decimals or more like the rest of the table. */
 function times(a: string, b: string): string {
   const x = parseDecimal(a);
   const y = parseDecimal(b);
-  const scale = x.scale + y.scale;
-  const digits = (x.units * y.units).toString().padStart(scale + 1, "0");
+  const scale = Math.max(x.scale + y.scale, 2);
+  const digits = (x.units * y.units * 10n ** BigInt(scale - x.scale - y.scale)).toString().padStart(scale + 1, "0");
   const cut = digits.length - scale;
-  const frac = digits.slice(cut).replace(/0+$/, "");
-  return frac ? `${digits.slice(0, cut)}.${frac}` : digits.slice(0, cut);
+  const frac = digits.slice(cut).replace(/0+$/, "").padEnd(2, "0");
+  return `${digits.slice(0, cut)}.${frac}`;
 }
 
 /** Model id → price. Frozen; build your own table with `{ ...DEFAULT_PRICES, "my-model": {...} }`. */

@@ -15,7 +15,7 @@ export interface MessagesParamsLike {
   max_tokens?: number | null;
   /** A string, or text blocks (with `cache_control`). */
   system?: string | readonly unknown[] | null;
-  messages: readonly { role: string; content: unknown }[];
+  messages: readonly { role: "user" | "assistant" | "system"; content: unknown }[];
   tools?: readonly unknown[] | null;
   stream?: boolean | null;
 }
@@ -95,6 +95,8 @@ export async function meteredMessages<P extends MessagesParamsLike, R>(
   })) as MeteredChatResult<Awaited<R>>;
 }
 
+const ROLES: Partial<Record<string, ChatRole>> = { user: "user", assistant: "assistant", system: "system" };
+
 /** The system prompt and messages of an Anthropic request in the chat shape `estimateChatTokens` counts. */
 export function messagesOf(request: Pick<MessagesParamsLike, "system" | "messages">): ChatMessageLike[] {
   const out: ChatMessageLike[] = [];
@@ -103,7 +105,7 @@ export function messagesOf(request: Pick<MessagesParamsLike, "system" | "message
   }
   // Content blocks pass as they are: text blocks count as text, images as images, and tool
   // use, tool results, documents and thinking by their JSON, which bounds the text they carry.
-  for (const m of request.messages) out.push({ role: (m.role === "assistant" ? "assistant" : "user") satisfies ChatRole, content: m.content });
+  for (const m of request.messages) out.push({ role: ROLES[m.role] ?? "user", content: m.content });
   return out;
 }
 

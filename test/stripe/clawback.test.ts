@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { paidSession, refundedCharge, stripeEvent, stripeTest, type StripeTest } from "./helpers.js";
+import { internalsOf } from "../../src/server/internals.js";
 
 let t: StripeTest;
 beforeAll(async () => {
@@ -30,14 +31,14 @@ async function spend(userId: string, amount: number) {
 
 /** What the user could spend: negative when they owe (the usage JSON clamps at 0). */
 async function available(userId: string): Promise<number> {
-  const s = t.meter.internals.schema;
-  const { rows } = await t.meter.internals.pool.query<{ a: string }>(`SELECT ${s}.available(${s}.context($1, 'tokens')) AS a`, [userId]);
+  const s = internalsOf(t.meter).schema;
+  const { rows } = await internalsOf(t.meter).pool.query<{ a: string }>(`SELECT ${s}.available(${s}.context($1, 'tokens')) AS a`, [userId]);
   return Number(rows[0]!.a);
 }
 
 async function entries(userId: string) {
-  const s = t.meter.internals.schema;
-  const { rows } = await t.meter.internals.pool.query<{ kind: string; amount: string; grant_id: string }>(
+  const s = internalsOf(t.meter).schema;
+  const { rows } = await internalsOf(t.meter).pool.query<{ kind: string; amount: string; grant_id: string }>(
     `SELECT kind, amount, grant_id FROM ${s}.entries WHERE user_id = $1 AND kind IN ('grant', 'clawback') ORDER BY id`,
     [userId],
   );
@@ -67,8 +68,8 @@ describe("refunds", () => {
       { kind: "clawback", amount: 3_000 },
       { kind: "grant", amount: -7_000 },
     ]);
-    const sch = t.meter.internals.schema;
-    const { rows } = await t.meter.internals.pool.query(`SELECT amount, remaining, source FROM ${sch}.grants WHERE user_id = 'r2' AND source = 'debt'`);
+    const sch = internalsOf(t.meter).schema;
+    const { rows } = await internalsOf(t.meter).pool.query(`SELECT amount, remaining, source FROM ${sch}.grants WHERE user_id = 'r2' AND source = 'debt'`);
     expect(rows).toEqual([{ amount: "-7000", remaining: "-7000", source: "debt" }]);
     expect(await t.meter.audit("r2")).toEqual([]);
     // They cannot spend on credit they no longer have…
@@ -127,8 +128,8 @@ describe("refunds", () => {
     const refunded = await buy("r-back"); // second pack: refunded in full before any use
     await t.deliver(stripeEvent("charge.refunded", refundedCharge(refunded.payment_intent, 500)));
     await t.meter.track("r-back", "llm.tokens.refund", 500);
-    const s = t.meter.internals.schema;
-    const { rows } = await t.meter.internals.pool.query<{ remaining: string }>(
+    const s = internalsOf(t.meter).schema;
+    const { rows } = await internalsOf(t.meter).pool.query<{ remaining: string }>(
       `SELECT remaining FROM ${s}.grants WHERE user_id = 'r-back' ORDER BY created_at, id`,
     );
     expect(rows.map((r) => Number(r.remaining))).toEqual([10_000, 0]);
@@ -161,8 +162,8 @@ describe("disputes", () => {
       stripeEvent("charge.dispute.created", { id: "dp_2", object: "dispute", amount: 400, charge: "ch_2", payment_intent: s.payment_intent, status: "needs_response" }),
     );
     expect(await available("d2")).toBe(0);
-    const s2 = t.meter.internals.schema;
-    const { rows } = await t.meter.internals.pool.query(`SELECT clawed FROM ${s2}.stripe_payments WHERE payment_intent = $1`, [s.payment_intent]);
+    const s2 = internalsOf(t.meter).schema;
+    const { rows } = await internalsOf(t.meter).pool.query(`SELECT clawed FROM ${s2}.stripe_payments WHERE payment_intent = $1`, [s.payment_intent]);
     expect(rows[0].clawed).toBe("10000");
   });
 });

@@ -11,9 +11,10 @@ import { join, relative } from "node:path";
  *   <!-- docs-test: run -->                 run even though it imports no Node entry
  *
  * Every block fenced as ts, typescript or tsx is type-checked against the built package. A
- * ts/typescript block that imports a Node entry (meterkit/server, /express, /client, /ai,
- * /testing) also runs, as a module of its own, with DATABASE_URL set to a fresh database; it
- * must finish (close what it opened) and exit 0. A reason is required for skip and no-run.
+ * ts/typescript block — or a js/javascript one, which is not type-checked — that imports a
+ * Node entry (meterkit/server, /express, /client, /ai, /testing) also runs, as a module of its
+ * own, with DATABASE_URL set to a fresh database; it must finish (close what it opened) and
+ * exit 0. A reason is required for skip and no-run.
  */
 
 export type BlockMode = "run" | "typecheck" | "skip";
@@ -23,7 +24,7 @@ export interface DocBlock {
   file: string;
   /** 1-based line of the block's first code line in `file`. */
   line: number;
-  lang: "ts" | "tsx";
+  lang: "ts" | "tsx" | "js";
   code: string;
   mode: BlockMode;
   /** Why it is skipped or not run. */
@@ -32,7 +33,7 @@ export interface DocBlock {
   where: string;
 }
 
-const TS_LANGS: Record<string, "ts" | "tsx"> = { ts: "ts", typescript: "ts", tsx: "tsx" };
+const LANGS: Record<string, DocBlock["lang"]> = { ts: "ts", typescript: "ts", tsx: "tsx", js: "js", javascript: "js" };
 const NODE_ENTRY = /from\s+["']meterkit\/(server|express|client|ai|testing)["']/;
 const DIRECTIVE = /^<!--\s*docs-test:\s*(skip|no-run|run)\b\s*(?:[—–:-]+\s*)?(.*?)\s*-->$/;
 
@@ -53,7 +54,7 @@ export function docBlocks(root: string, path: string): DocBlock[] {
     const [, indent, fence, info] = open;
     let end = i + 1;
     while (end < lines.length && !lines[end]!.trimStart().startsWith(fence!)) end++;
-    const lang = TS_LANGS[info!.toLowerCase()];
+    const lang = LANGS[info!.toLowerCase()];
     if (lang) {
       const code = lines.slice(i + 1, end).map((l) => (l.startsWith(indent!) ? l.slice(indent!.length) : l)).join("\n");
       const where = `${file}:${i + 2}`;
@@ -62,7 +63,7 @@ export function docBlocks(root: string, path: string): DocBlock[] {
       if (before.startsWith("<!-- docs-test") && !directive) {
         throw new Error(`${file}:${i}: unreadable docs-test directive ${JSON.stringify(before)}: use skip — <reason>, no-run — <reason> or run.`);
       }
-      let mode: BlockMode = lang === "ts" && NODE_ENTRY.test(code) ? "run" : "typecheck";
+      let mode: BlockMode = lang !== "tsx" && NODE_ENTRY.test(code) ? "run" : "typecheck";
       let reason: string | null = null;
       if (directive) {
         const [, kind, why] = directive;

@@ -16,7 +16,7 @@ export function attachInternals<M extends object>(meter: M, internals: MeterInte
 }
 
 /** The internals of a meter made by createMeter; throws for anything else (a client, a mock). */
-export function internalsOf(meter: Pick<Meter, "usage">): MeterInternals {
+export function internalsOf(meter: Meter): MeterInternals {
   const internals = (meter as { [INTERNALS]?: MeterInternals } | null)?.[INTERNALS];
   if (!internals) {
     throw new MeterError("invalid_request", "Expected a meter from createMeter() of meterkit/server (a remote client or a mock has no database).");

@@ -17,6 +17,7 @@ import { createMeterClient } from "../src/client/index.js";
 import { createMeter, createMeterHandler, toNodeHandler, type CreateMeterOptions } from "../src/server/index.js";
 import { liveStats } from "../src/server/live/liveHub.js";
 import { loadFor, percentile, table } from "./util.js";
+import { internalsOf } from "../src/server/internals.js";
 
 const SECRET = "sk_bench_0123456789abcdefghijklmnop";
 const SCHEMA = "bench_http";
@@ -54,7 +55,7 @@ async function serve(databaseUrl: string): Promise<void> {
   process.on("message", (m: string) => {
     if (m === "memory") {
       for (let i = 0; i < 3; i++) gc();
-      process.send!({ memory: process.memoryUsage(), streams: liveStats(meter.internals)?.streams ?? 0 } satisfies FromServer);
+      process.send!({ memory: process.memoryUsage(), streams: liveStats(internalsOf(meter))?.streams ?? 0 } satisfies FromServer);
     } else if (m === "exit") {
       server.closeAllConnections();
       server.close();

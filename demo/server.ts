@@ -21,6 +21,7 @@ import { createDemoApp } from "./createDemoApp.js";
 import { startEmbeddedPostgres, type LocalPostgres } from "./embeddedPostgres.js";
 import { demoPayments, type DemoPayments } from "./payments.js";
 import { resetDemoUser } from "./resetDemoUser.js";
+import { whenReady } from "./whenReady.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const PLAN = "demo";
@@ -35,7 +36,9 @@ async function main(): Promise<void> {
   let postgres: LocalPostgres | null = null;
   let payments: DemoPayments | null = null;
   let meter: Meter | null = null;
-  const server = createServer();
+  // Answers 503 until the app is ready: the server listens before the meter exists.
+  const gate = whenReady();
+  const server = createServer(gate.listener);
   server.on("clientError", (_err, socket) => socket.destroy());
 
   // Ctrl-C / SIGTERM: stop taking requests, end live streams, close the ledger, stop Postgres.
@@ -74,6 +77,7 @@ async function main(): Promise<void> {
     });
     const actualPort = (server.address() as AddressInfo).port;
     const url = `http://${host === "127.0.0.1" || host === "0.0.0.0" || host === "::" ? "localhost" : host}:${actualPort}`;
+    console.log(`Listening on ${url} (starting…)`);
 
     // 4. Payments, the meter, the schema, the demo user.
     payments = await demoPayments(url);
@@ -93,7 +97,7 @@ async function main(): Promise<void> {
     }
 
     // 5. Serve.
-    server.on("request", createDemoApp({ meter, planId: PLAN, wordMs: settings.wordMs, webRoot: WEB_ROOT, payments: payments.mode }));
+    gate.ready(createDemoApp({ meter, planId: PLAN, wordMs: settings.wordMs, webRoot: WEB_ROOT, payments: payments.mode }));
     const usage = await meter.usage(DEMO_USER);
     const tokens = usage.counters.find((c) => c.key === "tokens");
     console.log(

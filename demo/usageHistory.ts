@@ -71,20 +71,15 @@ export interface HoldOutcome {
 
 /** The outcome of the user's hold `holdId`, or null when there is no such hold of theirs. */
 export async function readHoldOutcome(meter: Meter, userId: string, holdId: string): Promise<HoldOutcome | null> {
-  const { pool, schema } = meter.internals;
-  const { rows } = await pool.query<{ status: HoldOutcome["status"]; amount: string; result: Record<string, unknown> | null; metadata: Record<string, unknown> | null }>(
-    `SELECT status, amount, result, metadata FROM ${schema}.holds WHERE id = $1 AND user_id = $2`,
-    [holdId, userId],
-  );
-  const row = rows[0];
-  if (!row) return null;
-  const result = row.result ?? {};
-  const input = row.metadata?.inputTokens;
+  const hold = await meter.reservation(holdId);
+  // Another user's hold is as good as none: the id came from the browser.
+  if (!hold || hold.userId !== userId) return null;
+  const input = hold.metadata?.inputTokens;
   return {
-    status: row.status,
-    held: Number(row.amount),
-    charged: typeof result.committed === "number" ? result.committed : 0,
-    refunded: typeof result.refunded === "number" ? result.refunded : row.status === "released" ? Number(row.amount) : 0,
+    status: hold.status,
+    held: hold.held,
+    charged: hold.committed,
+    refunded: hold.refunded,
     inputTokens: typeof input === "number" ? input : null,
   };
 }

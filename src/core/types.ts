@@ -13,7 +13,7 @@ export type Anchor = "calendar" | "subscription_start";
 
 /** A limit group (counter) of a plan. */
 export interface LimitGroup {
-  /** Human label shown in the UI. Default: the key. */
+  /** Human label shown in the UI. Default: a readable form of the key (`tokens` → `"Tokens"`, `llm_input_tokens` → `"Llm input tokens"`; see `readableLabel`). */
   label?: string;
   /** The base unit of every amount in this group. Default `"tokens"`. */
   unit?: Unit;

@@ -3,7 +3,7 @@ import type { Pack } from "../core/types.js";
 /**
  * What the HTTP handler needs from a billing integration (Stripe): the packs, a checkout for
  * the identified user, and the webhook. `createMeter({ stripe })` installs one on
- * `meter.internals.billing`; without it the billing routes answer `not_found`.
+ * `internalsOf(meter).billing`; without it the billing routes answer `not_found`.
  */
 export interface BillingHooks {
   /** The packs on sale. */

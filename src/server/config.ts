@@ -1,6 +1,7 @@
 import { assertAmount, assertId, parseDecimal } from "../core/amounts.js";
 import { MeterError } from "../core/errors.js";
 import { fineCostOfTokens, priceOf } from "../core/pricing.js";
+import { readableLabel } from "../core/readableLabel.js";
 import type { LimitGroup, MeterDefinition, PlanDefinition, PriceTable, Unit } from "../core/types.js";
 
 /** A limit group with every default filled in. */
@@ -50,7 +51,7 @@ export function resolveConfig(
       }
       units.set(key, unit);
       limits[key] = {
-        label: g.label ?? key,
+        label: g.label ?? readableLabel(key),
         unit,
         // null: an unlimited counter (usage recorded, nothing refused).
         quota: g.quota === null ? null : assertAmount(g.quota, `${where}.quota`, { allowZero: true }),

@@ -29,10 +29,13 @@ import { audit, type AuditDifference } from "./ledger/audit.js";
 import { entries, usageByDay, type DailyUsage, type EntriesOptions, type LedgerEntry, type UsageByDayOptions } from "./ledger/history.js";
 import type { LedgerContext } from "./ledger/context.js";
 import { adjust, grant } from "./ledger/grant.js";
+import { eraseUser } from "./ledger/eraseUser.js";
+import { reservation, type Reservation } from "./ledger/reservation.js";
 import { commit, release } from "./ledger/resolve.js";
 import { reserve } from "./ledger/reserve.js";
 import { sweepExpired, upsertSubscription, usage } from "./ledger/subscription.js";
 import { track } from "./ledger/track.js";
+import { attachInternals } from "./internals.js";
 import { migrate } from "./migrate.js";
 import { createNotifier, type Notifier } from "./notifier.js";
 import { browserTokenSecrets, signBrowserToken, type BrowserTokenOptions } from "./http/browserToken.js";
@@ -95,6 +98,12 @@ export interface Meter extends MeterApi {
   grant(userId: string, counterKey: string, amount: number, options?: GrantOptions): Promise<GrantResult>;
   adjust(userId: string, counterKey: string, delta: number, options: AdjustOptions): Promise<AdjustResult>;
   usage(userId: string): Promise<Usage>;
+  /**
+   * One reservation's state (open, committed, released or expired, what it held, charged and
+   * gave back, its metadata), or null when there is no such id. It does not check who asks:
+   * compare `userId` before showing it to a user.
+   */
+  reservation(reservationId: string): Promise<Reservation | null>;
   upsertSubscription(input: SubscriptionInput): Promise<Subscription>;
   /** Recomputes balances from the entries; returns every difference (an empty array when sound). */
   audit(userId?: string): Promise<AuditDifference[]>;
@@ -114,12 +123,18 @@ export interface Meter extends MeterApi {
    * another origin sends as `Authorization: Bearer <token>` to the browser routes. Needs `browserTokenSecret`.
    */
   browserToken(userId: string, options?: BrowserTokenOptions): string;
+  /**
+   * Deletes every row the ledger keeps about a user (entries, holds, grants, balances,
+   * subscription, idempotency keys, Stripe links) in one transaction, for a right-to-erasure
+   * request or to reset a demo user. The ledger is otherwise append-only: correct a balance
+   * with `adjust` or `grant`, never with this. Returns how many rows were deleted.
+   */
+  eraseUser(userId: string): Promise<number>;
   /** Stops the sweeper and closes the pool this meter created. */
   close(): Promise<void>;
-  /** The pool, schema and configuration, for the HTTP handler and extensions. */
-  readonly internals: MeterInternals;
 }
 
+/** The pool, schema and configuration behind a meter: read with `internalsOf(meter)` inside src/server only. */
 export interface MeterInternals {
   pool: pg.Pool;
   /** Unquoted schema name. */
@@ -191,7 +206,7 @@ export function createMeter(options: CreateMeterOptions): Meter {
   const stripe = options.stripe ? createStripeBilling({ pool, schema, schemaName, config, ledger }, options.stripe) : null;
 
   let closing: Promise<void> | null = null;
-  return {
+  const meter: Meter = {
     async migrate() {
       try {
         const applied = await migrate(pool, schemaName);
@@ -210,12 +225,14 @@ export function createMeter(options: CreateMeterOptions): Meter {
     grant: (userId, counterKey, amount, o) => grant(ledger, userId, counterKey, amount, o),
     adjust: (userId, counterKey, delta, o) => adjust(ledger, userId, counterKey, delta, o),
     usage: (userId) => usage(ledger, userId),
+    reservation: (id) => reservation(ledger, id),
     upsertSubscription: (input) => upsertSubscription(ledger, input),
     audit: (userId) => audit(ledger, userId),
     sweepExpired: (limit) => sweepExpired(ledger, limit),
     entries: (userId, o) => entries(ledger, userId, o),
     usageByDay: (userId, o) => usageByDay(ledger, userId, o),
     syncStripeMeters: (o) => (stripe ? stripe.syncMeters(o) : Promise.reject(stripeNotConfigured())),
+    eraseUser: (userId) => eraseUser(ledger, userId),
     browserToken: (userId, o) => signBrowserToken(tokenSecrets, schemaName, userId, o),
     close() {
       closing ??= (async () => {
@@ -240,6 +257,8 @@ export function createMeter(options: CreateMeterOptions): Meter {
       })();
       return closing;
     },
-    internals: { pool, schemaName, schema, config, channel, notifier, ledger, onClose, browserTokenSecrets: tokenSecrets, timeouts, ...(stripe ? { billing: stripe } : {}) },
   };
+  return attachInternals(meter, {
+    pool, schemaName, schema, config, channel, notifier, ledger, onClose, browserTokenSecrets: tokenSecrets, timeouts, ...(stripe ? { billing: stripe } : {}),
+  });
 }

@@ -1,6 +1,7 @@
 export { createMeter } from "./createMeter.js";
-export type { CreateMeterOptions, Meter, MeterInternals } from "./createMeter.js";
+export type { CreateMeterOptions, Meter } from "./createMeter.js";
 export type { AuditDifference } from "./ledger/audit.js";
+export type { Reservation } from "./ledger/reservation.js";
 export type { LedgerEntry, EntryKind, EntriesOptions, DailyUsage, UsageByDayOptions } from "./ledger/history.js";
 export type { DatabaseOption } from "./db.js";
 export { migrationFiles } from "./migrate.js";

@@ -27,7 +27,9 @@ export interface FakeMeterOptions {
   limitReached?: { counter: string; remaining: number; required: number };
 }
 
+/** What {@link createFakeMeter} returns. */
 export interface FakeMeter {
+  /** Pass as `fetch` to `<MeterProvider>` (any `baseUrl`): answers the browser routes in memory. */
   fetch: typeof fetch;
   /** Sends a usage event to every open stream (and makes it the current usage). */
   push(usage: Usage): void;
@@ -39,6 +41,7 @@ export interface FakeMeter {
   dropStreams(): void;
 }
 
+/** A `CounterUsage` of the `tokens` counter (20,000 a month, 7,660 used); `remaining` follows the overrides unless given. */
 export function counter(overrides: Partial<CounterUsage> = {}): CounterUsage {
   const base: CounterUsage = {
     key: "tokens",
@@ -57,10 +60,12 @@ export function counter(overrides: Partial<CounterUsage> = {}): CounterUsage {
   return c;
 }
 
+/** A `Usage` of user `u_1` on plan `free` with these counters (default: one {@link counter}()) at `version`. */
 export function sampleUsage(counters: CounterUsage[] = [counter()], version = 1): Usage {
   return { userId: "u_1", planId: "free", version, updatedAt: "2026-11-27T10:00:00.000Z", counters };
 }
 
+/** Two credit packs in USD (100,000 and 1,000,000 tokens), what `GET /packs` answers by default. */
 export const samplePacks: CreditPack[] = [
   { id: "pack_small", label: "Starter", counter: "tokens", amount: 100_000, price: { amount: 500, currency: "usd" } },
   { id: "pack_large", label: "Pro", counter: "tokens", amount: 1_000_000, price: { amount: 3_900, currency: "usd" } },
@@ -70,6 +75,10 @@ const json = (body: unknown, status = 200) => new Response(JSON.stringify(body),
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const never = () => new Promise<never>(() => undefined);
 
+/**
+ * A meter server in a fetch function, for stories and component tests of `meterkit/react`:
+ * `<MeterProvider baseUrl="/api/meter" fetch={fake.fetch}>`. Runs in the browser and in Node.
+ */
 export function createFakeMeter(options: FakeMeterOptions = {}): FakeMeter {
   let usage = options.usage ?? sampleUsage();
   const streams = new Set<ReadableStreamDefaultController<Uint8Array>>();

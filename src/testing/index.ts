@@ -1,9 +1,10 @@
 /*
  * meterkit/testing: what users need for their own tests, demos and stories. Nothing in the
  * production entries (`meterkit/server`, `meterkit/react`, …) starts a fake; everything that
- * does lives here.
+ * does lives here. It loads in Node and in a browser bundle: the Node-only helpers import
+ * their Node modules when called, never at load.
  */
-export { startStripeStandIn } from "./stripeStandIn/startStripeStandIn.js";
+export { startStripeStandIn } from "./startStripeStandIn.js";
 export type {
   StripeStandIn,
   StripeStandInOptions,
@@ -18,3 +19,5 @@ export { createFakeMeter, counter, sampleUsage, samplePacks } from "./createFake
 export type { FakeMeter, FakeMeterOptions } from "./createFakeMeter.js";
 export { startEmbeddedPostgres, freePort } from "./startEmbeddedPostgres.js";
 export type { LocalPostgres, EmbeddedPostgresOptions } from "./startEmbeddedPostgres.js";
+export { createTestDatabase } from "./createTestDatabase.js";
+export type { TestDatabase } from "./createTestDatabase.js";

@@ -5,6 +5,7 @@ import type { MeterApi } from "../../src/core/types.js";
 import { createMeterHandler } from "../../src/server/index.js";
 import { testMeter, type TestMeter } from "../helpers/meter.js";
 import { SECRET, listen } from "../http/fixtures.js";
+import { internalsOf } from "../../src/server/internals.js";
 
 let t: TestMeter;
 let srv: Awaited<ReturnType<typeof listen>>;
@@ -21,7 +22,7 @@ afterAll(async () => {
 });
 
 async function count(sql: string, params: unknown[] = []): Promise<number> {
-  const { rows } = await t.meter.internals.pool.query<{ n: string }>(sql, params);
+  const { rows } = await internalsOf(t.meter).pool.query<{ n: string }>(sql, params);
   return Number(rows[0]!.n);
 }
 

@@ -4,6 +4,7 @@ import type { Pack } from "../../src/core/types.js";
 import { createMeterHandler, meterErrorResponse, type MeterHandler } from "../../src/server/index.js";
 import { testMeter, type TestMeter } from "../helpers/meter.js";
 import { OLD_SECRET, SECRET, TOKEN_SECRET, listen, rawRequest } from "./fixtures.js";
+import { internalsOf } from "../../src/server/internals.js";
 
 // The Web handler called directly, the way a Next.js route handler or Hono would call it.
 let t: TestMeter;
@@ -38,7 +39,7 @@ const body = async (res: Response) => (await res.json()) as Record<string, any>;
 
 /** Rows the ledger and the idempotency claims hold: "nothing written" means this does not change. */
 async function writes(): Promise<number> {
-  const { rows } = await t.meter.internals.pool.query<{ n: string }>(
+  const { rows } = await internalsOf(t.meter).pool.query<{ n: string }>(
     `SELECT (SELECT count(*) FROM meterkit.entries) + (SELECT count(*) FROM meterkit.http_idempotency)
           + (SELECT count(*) FROM meterkit.idempotency) AS n`,
   );
@@ -205,7 +206,7 @@ describe("browser routes", () => {
     const pack: Pack = { id: "p1", label: "200k tokens", counter: "tokens", amount: 200_000, price: { amount: 500, currency: "usd" } };
     const checkout = vi.fn(async () => ({ url: "https://checkout.test/s/1" }));
     const webhook = vi.fn(async () => ({ received: true as const }));
-    const internals = t.meter.internals;
+    const internals = internalsOf(t.meter);
     internals.billing = { packs: () => [pack], checkout, webhook };
     try {
       const packs = await asUser("alice", "/packs");

@@ -1,3 +1,4 @@
+import { internalsOf } from "../../src/server/internals.js";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { createMeterHandler, type MeterHandler } from "../../src/server/index.js";
 import { testMeter, type TestMeter } from "../helpers/meter.js";
@@ -25,7 +26,7 @@ const post = (path: string, body: unknown, init: { method?: string; key?: string
 };
 
 async function writes(): Promise<number> {
-  const { rows } = await t.meter.internals.pool.query<{ n: string }>(
+  const { rows } = await internalsOf(t.meter).pool.query<{ n: string }>(
     `SELECT (SELECT count(*) FROM meterkit.entries) + (SELECT count(*) FROM meterkit.http_idempotency)
           + (SELECT count(*) FROM meterkit.idempotency) AS n`,
   );

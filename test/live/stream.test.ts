@@ -5,6 +5,7 @@ import { liveHub, liveStats } from "../../src/server/live/liveHub.js";
 import { STREAM_BUFFER_BYTES, createUsageSink } from "../../src/server/live/usageStream.js";
 import { testMeter, type TestMeter } from "../helpers/meter.js";
 import { SECRET, listen, openSse, waitFor } from "../http/fixtures.js";
+import { internalsOf } from "../../src/server/internals.js";
 
 let t: TestMeter;
 let srv: Awaited<ReturnType<typeof listen>>;
@@ -26,12 +27,12 @@ afterAll(async () => {
 });
 
 const stream = (user: string) => openSse(`${srv.url}/usage/stream`, { "x-session": user });
-const hub = () => ({ stats: () => liveStats(t.meter.internals) ?? { streams: 0, users: 0, listening: false, connects: 0 }, open: (u: string, s: AbortSignal) => liveHub(t.meter.internals).open(u, s) });
+const hub = () => ({ stats: () => liveStats(internalsOf(t.meter)) ?? { streams: 0, users: 0, listening: false, connects: 0 }, open: (u: string, s: AbortSignal) => liveHub(internalsOf(t.meter)).open(u, s) });
 const tokens = (u: Usage) => u.counters.find((c) => c.key === "tokens")!;
 
 /** Backends of this test's database sitting in LISTEN. */
 async function listeners(): Promise<number> {
-  const { rows } = await t.meter.internals.pool.query<{ n: string }>(
+  const { rows } = await internalsOf(t.meter).pool.query<{ n: string }>(
     `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'meterkit-listen'`,
   );
   return Number(rows[0]!.n);
@@ -98,7 +99,7 @@ describe("GET /usage/stream", () => {
     try {
       const first = await s.next();
       // Written behind the meter's back: no announcement at all.
-      await t.meter.internals.pool.query(
+      await internalsOf(t.meter).pool.query(
         `UPDATE meterkit.subscriptions SET custom_limits = '{"tokens": {"quota": 12345}}', version = nextval('meterkit.entries_id_seq') WHERE user_id = 'cat'`,
       );
       const healed = await s.next(2_000);
@@ -170,7 +171,7 @@ describe("fan-out", () => {
     try {
       const first = await s.next();
       const connects = hub().stats().connects;
-      await t.meter.internals.pool.query(
+      await internalsOf(t.meter).pool.query(
         `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'meterkit-listen'`,
       );
       // The re-send after the reconnect: same usage, sent again.

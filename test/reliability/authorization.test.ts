@@ -6,6 +6,7 @@ import { testMeter, type TestMeter } from "../helpers/meter.js";
 import { listen, OLD_SECRET, openSse, SECRET, TOKEN_SECRET, waitFor } from "../http/fixtures.js";
 import { countFailures, recordFigures } from "./harness/report.js";
 import { writeSnapshot } from "./harness/snapshot.js";
+import { internalsOf } from "../../src/server/internals.js";
 
 // Authorization under attack: a signed-in user after another user's balance through every
 // route and parameter; server routes without, with wrong and with revoked keys; oversize
@@ -141,7 +142,7 @@ describe("server routes refuse anyone without a current secret key, and write no
   ];
 
   test.each(ROUTES)("%s %s: every wrong credential is refused and nothing is written", async (method, path, body) => {
-    const before = await writeSnapshot(t.meter.internals.pool);
+    const before = await writeSnapshot(internalsOf(t.meter).pool);
     for (const [name, headers, who, status] of CREDENTIALS) {
       for (const h of [handler, rotated]) {
         attacks++;
@@ -157,7 +158,7 @@ describe("server routes refuse anyone without a current secret key, and write no
     attacks++;
     const revoked = await rotated(new Request("http://app.test" + path, { method, headers: { authorization: `Bearer ${OLD_SECRET}`, "content-type": "application/json" }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) }));
     expect(revoked.status).toBe(401);
-    expect(await writeSnapshot(t.meter.internals.pool)).toBe(before);
+    expect(await writeSnapshot(internalsOf(t.meter).pool)).toBe(before);
   });
 
   test("the current key (and, before the rotation, the old one) does get through", async () => {
@@ -195,13 +196,13 @@ describe("oversize bodies", () => {
   }
 
   test("a 64 MB body to a server route is refused with 413 long before it is all sent, and nothing is written", async () => {
-    const before = await writeSnapshot(t.meter.internals.pool);
+    const before = await writeSnapshot(internalsOf(t.meter).pool);
     attacks++;
     const r = await upload("/v1/events", 64 * 1024 * 1024, { authorization: `Bearer ${SECRET}`, "content-type": "application/json" });
     expect(r.status).toBe(413);
     expect(JSON.parse(r.body)).toMatchObject({ error: { code: "payload_too_large" } });
     expect(r.sentBeforeAnswer).toBeLessThan(16 * 1024 * 1024);
-    expect(await writeSnapshot(t.meter.internals.pool)).toBe(before);
+    expect(await writeSnapshot(internalsOf(t.meter).pool)).toBe(before);
   });
 
   test("a declared Content-Length over the limit is refused before reading, on the webhook too", async () => {

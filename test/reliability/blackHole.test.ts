@@ -1,3 +1,4 @@
+import { internalsOf } from "../../src/server/internals.js";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from "vitest";
 import { MeterError } from "../../src/core/errors.js";
@@ -146,7 +147,7 @@ describe("a database behind a black hole", () => {
     expect(r.allowed).toBe(true);
     const again = await server("/v1/reservations", { userId: "alice", meterKey: "llm.tokens", amount: 100 }, "bh-1");
     expect(again.status).toBe(200);
-    await waitFor(() => liveStats(meter.internals)?.listening === true, 10_000);
+    await waitFor(() => liveStats(internalsOf(meter))?.listening === true, 10_000);
     const after = await openSse(`${srv.url}/usage/stream`, { "x-session": "alice" });
     expect((await after.next()).userId).toBe("alice");
     await after.close();

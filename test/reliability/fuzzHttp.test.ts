@@ -8,6 +8,7 @@ import { amountArb, HOSTILE_IDS, idArb, jsonishArb, leaksInternals } from "./har
 import { countFailures, recordFigures } from "./harness/report.js";
 import { SIZES } from "./harness/sizes.js";
 import { writeSnapshot } from "./harness/snapshot.js";
+import { internalsOf } from "../../src/server/internals.js";
 
 // Every route of the handler with random and adversarial methods, paths, headers and bodies:
 // never a 5xx, never a stack trace or SQL in an answer, always the error shape with a
@@ -127,7 +128,7 @@ describe("hostile requests to every route", () => {
       fc.asyncProperty(requestArb, async (r) => {
         const built = buildRequest(r);
         if (!built) return;
-        const before = await writeSnapshot(s.meter.internals.pool);
+        const before = await writeSnapshot(internalsOf(s.meter).pool);
         const res = await handler(built.req, { user: built.user });
         figures.requests++;
         figures.byStatus[res.status] = (figures.byStatus[res.status] ?? 0) + 1;
@@ -142,14 +143,14 @@ describe("hostile requests to every route", () => {
         if (r.method === "HEAD") {
           // HEAD answers like GET without a body; its error is in the status alone.
           expect(text, label).toBe("");
-          if (res.status >= 400) expect(await writeSnapshot(s.meter.internals.pool), `${label} wrote`).toBe(before);
+          if (res.status >= 400) expect(await writeSnapshot(internalsOf(s.meter).pool), `${label} wrote`).toBe(before);
           return;
         }
         if (res.status >= 400) {
           const body = JSON.parse(text) as { error: { code: keyof typeof ERROR_CODES; message: string } };
           expect(ERROR_CODES[body.error.code], label).toBe(res.status);
           expect(typeof body.error.message).toBe("string");
-          expect(await writeSnapshot(s.meter.internals.pool), `${label} wrote`).toBe(before);
+          expect(await writeSnapshot(internalsOf(s.meter).pool), `${label} wrote`).toBe(before);
         }
       }),
       { numRuns: SIZES.fuzzRuns * 8 },

@@ -6,6 +6,7 @@ import { amountArb, idArb, optionsArb } from "./harness/hostile.js";
 import { countFailures, recordFigures } from "./harness/report.js";
 import { SIZES } from "./harness/sizes.js";
 import { writeSnapshot } from "./harness/snapshot.js";
+import { internalsOf } from "../../src/server/internals.js";
 
 // Every public server function, called with random and adversarial arguments: it answers, or
 // refuses with a documented client error (never `internal`, never a raw error), and a refusal
@@ -38,7 +39,7 @@ const ids = () => [...users, ...holds, "llm.tokens", "tokens", "credits", "image
 
 /** Calls `fn`; a refusal must be a documented client error that wrote nothing. */
 async function attempt(label: string, fn: () => unknown) {
-  const before = await writeSnapshot(t.meter.internals.pool);
+  const before = await writeSnapshot(internalsOf(t.meter).pool);
   figures.calls++;
   try {
     await fn();
@@ -47,7 +48,7 @@ async function attempt(label: string, fn: () => unknown) {
     if (!(err instanceof MeterError)) throw new Error(`${label}: threw a non-MeterError ${String(err)}`);
     figures.refused[err.code] = (figures.refused[err.code] ?? 0) + 1;
     if (!CLIENT_ERRORS.includes(err.code)) throw new Error(`${label}: answered ${err.code}: ${err.message} (cause: ${String((err.cause as Error)?.message)})`);
-    expect(await writeSnapshot(t.meter.internals.pool), `${label} was refused (${err.code}) but wrote`).toBe(before);
+    expect(await writeSnapshot(internalsOf(t.meter).pool), `${label} was refused (${err.code}) but wrote`).toBe(before);
   }
 }
 

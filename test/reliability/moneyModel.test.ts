@@ -1,3 +1,4 @@
+import { internalsOf } from "../../src/server/internals.js";
 import fc from "fast-check";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import type { MeterError } from "../../src/core/errors.js";
@@ -192,8 +193,8 @@ async function run(ops: Op[], policy: "strict" | "lenient") {
     expect(await t.meter.audit(user)).toEqual([]);
   }
   // The same two properties, read straight from the tables at the end of the sequence.
-  const s = t.meter.internals.schema;
-  const { rows } = await t.meter.internals.pool.query<{ over_debts: string; over_holds: string }>(
+  const s = internalsOf(t.meter).schema;
+  const { rows } = await internalsOf(t.meter).pool.query<{ over_debts: string; over_holds: string }>(
     `SELECT (SELECT count(*) FROM ${s}.debts d WHERE d.user_id = $1 AND
               (SELECT coalesce(sum(amount), 0) FROM ${s}.entries e WHERE e.kind = 'settle' AND e.metadata->>'debtId' = d.id) > d.amount) AS over_debts,
             (SELECT count(*) FROM ${s}.holds h WHERE h.user_id = $1 AND h.refunded > coalesce((h.result->>'committed')::bigint, 0)) AS over_holds`,

@@ -6,6 +6,7 @@ import { TEST_PLANS } from "../helpers/meter.js";
 import { PGBOUNCER_MISSING, startPgBouncer, type PgBouncer } from "../helpers/pgbouncer.js";
 import { SECRET } from "../http/fixtures.js";
 import { listen, openSse } from "../http/fixtures.js";
+import { internalsOf } from "../../src/server/internals.js";
 
 // The ledger and the HTTP handler behind PgBouncer in transaction pooling mode: every statement
 // may run on a different server connection, and many clients share few server connections.
@@ -126,7 +127,7 @@ describe.skipIf(PGBOUNCER_MISSING !== null)("behind PgBouncer in transaction poo
       expect(new Set(statuses).size).toBe(1);
       expect(statuses).toHaveLength(8);
     }
-    const { rows } = await meter.internals.pool.query<{ n: string }>(
+    const { rows } = await internalsOf(meter).pool.query<{ n: string }>(
       "SELECT count(*) AS n FROM meterkit.entries WHERE user_id = 'pb-once' AND kind IN ('commit', 'release')",
     );
     expect(Number(rows[0]!.n)).toBe(5);

@@ -3,6 +3,7 @@ import { createMeter, type Meter } from "../../src/server/index.js";
 import { freshDatabase } from "../helpers/db.js";
 import { checkAgainstReference } from "./harness/checkLedger.js";
 import { CHAOS_PLANS, type LogRecord, type OpType } from "./harness/opLog.js";
+import { internalsOf } from "../../src/server/internals.js";
 
 // The reference check must be able to fail: a small acknowledged history, then the database
 // corrupted the ways a broken ledger would be — each must be reported.
@@ -33,10 +34,10 @@ afterAll(async () => {
   await db.drop();
 });
 
-const check = async () => checkAgainstReference(meter.internals.pool, "meterkit", log, await meter.audit(), { strict: 2_000 });
+const check = async () => checkAgainstReference(internalsOf(meter).pool, "meterkit", log, await meter.audit(), { strict: 2_000 });
 /** Applies `corrupt`, checks, and undoes it inside a transaction that is rolled back. */
 async function withCorruption(corrupt: string): Promise<string[]> {
-  const client = await meter.internals.pool.connect();
+  const client = await internalsOf(meter).pool.connect();
   try {
     await client.query("BEGIN");
     await client.query(corrupt);

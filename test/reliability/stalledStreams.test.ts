@@ -1,3 +1,4 @@
+import { internalsOf } from "../../src/server/internals.js";
 import express from "express";
 import { createServer, type Server } from "node:http";
 import { connect, type AddressInfo, type Socket } from "node:net";
@@ -105,8 +106,8 @@ describe.each(["node", "express"] as const)("stalled stream readers (%s)", (kind
       expect(serverSide()).toHaveLength(0);
 
       // Their slots are free again: a reading client gets its stream.
-      await waitFor(() => (liveStats(t.meter.internals)?.streams ?? 0) === 0, 5_000).catch(() => {
-        throw new Error(`stream slots still taken: ${JSON.stringify(liveStats(t.meter.internals))}`);
+      await waitFor(() => (liveStats(internalsOf(t.meter))?.streams ?? 0) === 0, 5_000).catch(() => {
+        throw new Error(`stream slots still taken: ${JSON.stringify(liveStats(internalsOf(t.meter)))}`);
       });
       const fresh = await openSse(url, { "x-session": user });
       try {

@@ -7,6 +7,7 @@ import { paidSession, stripeEvent, stripeTest, WEBHOOK_SECRET, type StripeTest }
 import { countFailures, recordFigures } from "./harness/report.js";
 import { SIZES } from "./harness/sizes.js";
 import { writeSnapshot } from "./harness/snapshot.js";
+import { internalsOf } from "../../src/server/internals.js";
 
 // Attacks on POST /stripe/webhook through the real handler: forged, replayed, stale and
 // modified deliveries, valid signatures on events naming other users or unknown packs, floods.
@@ -90,11 +91,11 @@ describe("forged and modified deliveries", () => {
           case "truncated-v1": sig = header.slice(0, -2); break;
           case "other-body": sig = sign(payload.replace("wa-mut", "wa-bob"), { timestamp: now }); break;
         }
-        const before = await writeSnapshot(s.meter.internals.pool);
+        const before = await writeSnapshot(internalsOf(s.meter).pool);
         const r = await post(body, sig || null);
         expect(r.status, `${m.kind}`).toBe(400);
         expect(r.body.error.code).toBe("invalid_request");
-        expect(await writeSnapshot(s.meter.internals.pool)).toBe(before);
+        expect(await writeSnapshot(internalsOf(s.meter).pool)).toBe(before);
       }),
       { numRuns: SIZES.fuzzRuns * 2 },
     );
@@ -170,13 +171,13 @@ describe("valid signatures on events naming other users or unknown packs", () =>
     ["credits beyond 2^53", { meterkit_user_id: "wa-bob", meterkit_pack_id: "starter", meterkit_counter: "tokens", meterkit_credits: "99999999999999999" }],
     ["a user with no subscription (and no default plan)", { meterkit_user_id: "wa-nobody", meterkit_pack_id: "starter", meterkit_counter: "tokens", meterkit_credits: "10" }],
   ])("a signed paid event for %s credits nothing and is failed (5xx) so that Stripe retries it", async (_name, metadata) => {
-    const before = await writeSnapshot(s.meter.internals.pool);
+    const before = await writeSnapshot(internalsOf(s.meter).pool);
     const p = JSON.stringify(stripeEvent("checkout.session.completed", paidSession("wa-bob", { metadata: metadata as Record<string, string> })));
     const r = await post(p, sign(p));
     expect(r.status).toBe(500);
     expect(r.body.error.code).toBe("internal");
     expect(JSON.stringify(r.body)).not.toMatch(/\n\s+at |node_modules/);
-    expect(await writeSnapshot(s.meter.internals.pool)).toBe(before);
+    expect(await writeSnapshot(internalsOf(s.meter).pool)).toBe(before);
     expect(await granted("wa-bob")).toBe(0);
   });
 
@@ -190,7 +191,7 @@ describe("valid signatures on events naming other users or unknown packs", () =>
   });
 
   test("events that are not meterkit's (other types, subscription mode, no metadata) are acknowledged and write nothing", async () => {
-    const before = await writeSnapshot(s.meter.internals.pool);
+    const before = await writeSnapshot(internalsOf(s.meter).pool);
     const foreign = [
       stripeEvent("checkout.session.completed", { ...paidSession("wa-bob"), metadata: {} }),
       stripeEvent("checkout.session.completed", { ...paidSession("wa-bob"), mode: "subscription" }),
@@ -203,6 +204,6 @@ describe("valid signatures on events naming other users or unknown packs", () =>
       expect(r.status).toBe(200);
       expect(r.body).toMatchObject({ received: true, ignored: true });
     }
-    expect(await writeSnapshot(s.meter.internals.pool)).toBe(before);
+    expect(await writeSnapshot(internalsOf(s.meter).pool)).toBe(before);
   });
 });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { testMeter, type TestMeter } from "../helpers/meter.js";
+import { internalsOf } from "../../src/server/internals.js";
 
 let t: TestMeter;
 beforeAll(async () => {
@@ -98,7 +99,7 @@ describe("concurrent reservations never oversell", () => {
       expect(ok.length).toBe(6);
       for (const o of outcomes) if (o.status === "rejected") expect((o.reason as { code: string }).code).toBe("conflict");
     }
-    const { rows } = await meter.internals.pool.query<{ n: string }>(
+    const { rows } = await internalsOf(meter).pool.query<{ n: string }>(
       `SELECT count(*) AS n FROM meterkit.entries WHERE user_id = 'once' AND kind IN ('commit', 'release')`,
     );
     expect(Number(rows[0]!.n)).toBe(10);

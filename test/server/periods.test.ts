@@ -4,6 +4,7 @@ import { periodBounds } from "../../src/core/periods.js";
 import type { Anchor, Period } from "../../src/core/types.js";
 import { clockPool } from "../helpers/clock.js";
 import { testMeter, type TestMeter } from "../helpers/meter.js";
+import { internalsOf } from "../../src/server/internals.js";
 
 let t: TestMeter;
 beforeAll(async () => {
@@ -16,7 +17,7 @@ afterAll(async () => {
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 async function sqlBounds(period: Period, anchor: Anchor, started: Date, now: Date) {
-  const { rows } = await t.meter.internals.pool.query<{ s: Date; e: Date; fs: boolean }>(
+  const { rows } = await internalsOf(t.meter).pool.query<{ s: Date; e: Date; fs: boolean }>(
     `SELECT period_start AS s, period_end AS e, isfinite(period_start) AS fs FROM meterkit.period_bounds($1, $2, $3, $4)`,
     [period, anchor, started, now],
   );

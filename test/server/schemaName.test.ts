@@ -1,3 +1,4 @@
+import { internalsOf } from "../../src/server/internals.js";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { MeterError } from "../../src/core/errors.js";
@@ -44,13 +45,13 @@ describe("the schema option", () => {
     try {
       await meter.migrate();
       await listener.connect();
-      await listener.query(`LISTEN "${meter.internals.channel}"`);
+      await listener.query(`LISTEN "${internalsOf(meter).channel}"`);
       const heard = new Promise<string | undefined>((resolve) => listener.once("notification", (n) => resolve(n.payload)));
       await meter.upsertSubscription({ userId: "u_long", planId: "free" });
       await meter.track("u_long", "llm.tokens", 5);
       expect(await meter.sweepExpired()).toBe(0);
       expect(await heard).toBe("u_long");
-      expect(meter.internals.channel).toBe(`meterkit:${schema}`);
+      expect(internalsOf(meter).channel).toBe(`meterkit:${schema}`);
     } finally {
       await listener.end();
       await meter.close();

@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { MeterError } from "../../src/core/errors.js";
 import { testMeter, type TestMeter } from "../helpers/meter.js";
+import { internalsOf } from "../../src/server/internals.js";
 
 let t: TestMeter;
 let holdId: string;
 
 async function rowCounts() {
-  const { rows } = await t.meter.internals.pool.query<{ n: string }>(
+  const { rows } = await internalsOf(t.meter).pool.query<{ n: string }>(
     `SELECT (SELECT count(*) FROM meterkit.entries) || '/' || (SELECT count(*) FROM meterkit.holds) || '/' ||
             (SELECT count(*) FROM meterkit.grants) || '/' || (SELECT count(*) FROM meterkit.subscriptions) || '/' ||
             (SELECT coalesce(sum(used), 0) FROM meterkit.balances) || '/' || (SELECT count(*) FROM meterkit.idempotency) AS n`,

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { createMeter, MeterError, stripeCustomerOf, linkStripeCustomer } from "../../src/server/index.js";
 import { TEST_PLANS } from "../helpers/meter.js";
 import { APP, PACKS, WEBHOOK_SECRET, stripeTest, type StripeTest } from "./helpers.js";
+import { internalsOf } from "../../src/server/internals.js";
 
 let t: StripeTest;
 beforeAll(async () => {
@@ -12,7 +13,7 @@ afterAll(async () => {
   await t?.cleanup();
 });
 
-const billing = () => t.meter.internals.billing!;
+const billing = () => internalsOf(t.meter).billing!;
 
 async function failure(p: Promise<unknown>): Promise<MeterError> {
   const err = await p.then(
@@ -150,7 +151,7 @@ describe("checkout", () => {
         stripe: { client, webhookSecret: WEBHOOK_SECRET, packs: PACKS, successUrl: `${APP}/ok`, cancelUrl: `${APP}/no` },
       });
       slow.standIn.fail({ path: "/v1/customers", mode: "timeout" });
-      const err = await failure(meter.internals.billing!.checkout("erin", { packId: "starter" }));
+      const err = await failure(internalsOf(meter).billing!.checkout("erin", { packId: "starter" }));
       expect(err.code).toBe("unavailable");
       await meter.close();
     } finally {
@@ -188,7 +189,7 @@ describe("configuration", () => {
 
   test("without stripe, there are no billing hooks and syncStripeMeters says how to configure it", async () => {
     const meter = createMeter(base);
-    expect(meter.internals.billing).toBeUndefined();
+    expect(internalsOf(meter).billing).toBeUndefined();
     await expect(meter.syncStripeMeters()).rejects.toThrow(/createMeter\(\{ stripe/);
     await meter.close();
   });

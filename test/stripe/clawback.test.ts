@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { clockPool } from "../helpers/clock.js";
 import { freshDatabase } from "../helpers/db.js";
 import { paidSession, refundedCharge, stripeEvent, stripeTest, type StripeTest } from "./helpers.js";
+import { internalsOf } from "../../src/server/internals.js";
 
 let t: StripeTest;
 beforeAll(async () => {
@@ -32,14 +33,14 @@ async function spend(userId: string, amount: number) {
 
 /** What the user could spend: negative when they owe (the usage JSON clamps at 0). */
 async function available(userId: string): Promise<number> {
-  const s = t.meter.internals.schema;
-  const { rows } = await t.meter.internals.pool.query<{ a: string }>(`SELECT ${s}.available(${s}.context($1, 'tokens')) AS a`, [userId]);
+  const s = internalsOf(t.meter).schema;
+  const { rows } = await internalsOf(t.meter).pool.query<{ a: string }>(`SELECT ${s}.available(${s}.context($1, 'tokens')) AS a`, [userId]);
   return Number(rows[0]!.a);
 }
 
 async function entries(userId: string) {
-  const s = t.meter.internals.schema;
-  const { rows } = await t.meter.internals.pool.query<{ kind: string; amount: string; grant_id: string }>(
+  const s = internalsOf(t.meter).schema;
+  const { rows } = await internalsOf(t.meter).pool.query<{ kind: string; amount: string; grant_id: string }>(
     `SELECT kind, amount, grant_id FROM ${s}.entries WHERE user_id = $1 AND kind IN ('grant', 'clawback', 'debt', 'settle') ORDER BY id`,
     [userId],
   );
@@ -133,8 +134,8 @@ describe("refunds", () => {
     const refunded = await buy("r-back"); // second pack: refunded in full before any use
     await t.deliver(stripeEvent("charge.refunded", refundedCharge(refunded.payment_intent, 500)));
     await t.meter.track("r-back", "llm.tokens.refund", 500);
-    const s = t.meter.internals.schema;
-    const { rows } = await t.meter.internals.pool.query<{ remaining: string }>(
+    const s = internalsOf(t.meter).schema;
+    const { rows } = await internalsOf(t.meter).pool.query<{ remaining: string }>(
       `SELECT remaining FROM ${s}.grants WHERE user_id = 'r-back' ORDER BY created_at, id`,
     );
     expect(rows.map((r) => Number(r.remaining))).toEqual([10_000, 0]);
@@ -168,8 +169,8 @@ describe("disputes", () => {
       stripeEvent("charge.dispute.created", { id: "dp_2", object: "dispute", amount: 400, charge: "ch_2", payment_intent: s.payment_intent, status: "needs_response" }),
     );
     expect(await available("d2")).toBe(0);
-    const s2 = t.meter.internals.schema;
-    const { rows } = await t.meter.internals.pool.query(`SELECT clawed FROM ${s2}.stripe_payments WHERE payment_intent = $1`, [s.payment_intent]);
+    const s2 = internalsOf(t.meter).schema;
+    const { rows } = await internalsOf(t.meter).pool.query(`SELECT clawed FROM ${s2}.stripe_payments WHERE payment_intent = $1`, [s.payment_intent]);
     expect(rows[0].clawed).toBe("10000");
   });
 });
@@ -202,8 +203,8 @@ describe("a debt is collected exactly once", () => {
   const month = (m: number) => clock.set(new Date(Date.UTC(2026, m, 10, 12)));
   const tokens = async (u: string) => (await d.meter.usage(u)).counters[0]!;
   async function settled(u: string) {
-    const s = d.meter.internals.schema;
-    const { rows } = await d.meter.internals.pool.query<{ n: string; total: string | null }>(
+    const s = internalsOf(d.meter).schema;
+    const { rows } = await internalsOf(d.meter).pool.query<{ n: string; total: string | null }>(
       `SELECT count(*) AS n, sum(amount) AS total FROM ${s}.entries WHERE user_id = $1 AND kind = 'settle'`,
       [u],
     );
@@ -286,8 +287,8 @@ describe("a debt is collected exactly once", () => {
     await d.meter.grant("debt-3", "tokens", 2_000);
     expect(await d.meter.audit("debt-3")).toEqual([]);
     // Forge a second collection of the same debt, as a bug would.
-    const s = d.meter.internals.schema;
-    await d.meter.internals.pool.query(
+    const s = internalsOf(d.meter).schema;
+    await internalsOf(d.meter).pool.query(
       `INSERT INTO ${s}.entries (user_id, counter_key, kind, amount, grant_id, metadata)
        SELECT user_id, counter_key, 'settle', amount, grant_id, metadata FROM ${s}.entries WHERE user_id = 'debt-3' AND kind = 'settle'`,
     );

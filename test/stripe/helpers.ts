@@ -2,6 +2,8 @@ import Stripe from "stripe";
 import type { CreateMeterOptions, Meter, StripeOptions } from "../../src/server/index.js";
 import { startStripeStandIn, type StripeStandIn } from "../../src/testing/index.js";
 import { testMeter } from "../helpers/meter.js";
+import { internalsOf } from "../../src/server/internals.js";
+import type { MeterInternals } from "../../src/server/createMeter.js";
 
 export const WEBHOOK_SECRET = "whsec_test_meterkit_0123456789";
 export const APP = "https://app.example.com";
@@ -17,7 +19,7 @@ export interface StripeTest {
   standIn: StripeStandIn;
   stripe: Stripe;
   /** Calls the billing webhook as the HTTP handler does: raw bytes and the signature header. */
-  webhook(payload: string, signature: string | null): ReturnType<NonNullable<Meter["internals"]["billing"]>["webhook"]>;
+  webhook(payload: string, signature: string | null): ReturnType<NonNullable<MeterInternals["billing"]>["webhook"]>;
   /** A signed delivery of `event` (as Stripe would send it), straight to the billing webhook. */
   deliver(event: object, options?: { timestamp?: number; secret?: string }): ReturnType<StripeTest["webhook"]>;
   /** The credits a user has left on a counter. */
@@ -43,7 +45,7 @@ export async function stripeTest(
       ...options.stripe,
     },
   });
-  const billing = t.meter.internals.billing!;
+  const billing = internalsOf(t.meter).billing!;
   const webhook: StripeTest["webhook"] = (payload, signature) => billing.webhook(Buffer.from(payload), signature);
   return {
     meter: t.meter,

@@ -1,3 +1,4 @@
+import { internalsOf } from "../../src/server/internals.js";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { APP, stripeTest, type StripeTest } from "./helpers.js";
 
@@ -20,7 +21,7 @@ describe("checkout redirect URLs", () => {
     ["upper-case scheme and host", "HTTPS://APP.EXAMPLE.COM/Done", `${APP}/Done`],
     ["the default port spelled out", "https://app.example.com:443/p", `${APP}/p`],
   ])("%s: Stripe gets the normalised URL that was checked", async (_name, raw, sent) => {
-    await t.meter.internals.billing!.checkout("alice", { packId: "starter", successUrl: raw, cancelUrl: raw });
+    await internalsOf(t.meter).billing!.checkout("alice", { packId: "starter", successUrl: raw, cancelUrl: raw });
     const body = lastSession();
     expect(body.success_url).toBe(sent);
     expect(body.cancel_url).toBe(sent);
@@ -34,13 +35,13 @@ describe("checkout redirect URLs", () => {
     ["DEL", `${APP}/ok\u007f`],
   ])("a URL with control characters (%s) is refused, not cleaned up", async (_name, raw) => {
     const n = t.standIn.requests.length;
-    const err = await t.meter.internals.billing!.checkout("alice", { packId: "starter", successUrl: raw }).catch((e: unknown) => e);
+    const err = await internalsOf(t.meter).billing!.checkout("alice", { packId: "starter", successUrl: raw }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "invalid_request", details: { field: "successUrl" } });
     expect(t.standIn.requests.length).toBe(n);
   });
 
   test("Stripe's {CHECKOUT_SESSION_ID} placeholder survives normalisation, in the path and in the query", async () => {
-    await t.meter.internals.billing!.checkout("alice", {
+    await internalsOf(t.meter).billing!.checkout("alice", {
       packId: "starter",
       successUrl: `${APP}/done/{CHECKOUT_SESSION_ID}?s={CHECKOUT_SESSION_ID}`,
     });

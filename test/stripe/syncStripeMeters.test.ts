@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { linkStripeCustomer } from "../../src/server/index.js";
 import { SYNC_PLANS } from "./fixtures/syncPlans.js";
 import { stripeTest, type StripeTest } from "./helpers.js";
+import { internalsOf } from "../../src/server/internals.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const DAY = 86_400_000;
@@ -21,8 +22,8 @@ afterEach(async () => {
 
 /** Usage recorded in a past period (the ledger charges only the current one, so it is written directly). */
 async function pastUsage(userId: string, used: number, start: Date, end: Date, counter = "tokens") {
-  const s = t.meter.internals.schema;
-  await t.meter.internals.pool.query(
+  const s = internalsOf(t.meter).schema;
+  await internalsOf(t.meter).pool.query(
     `INSERT INTO ${s}.balances (user_id, counter_key, period_start, period_end, used) VALUES ($1, $2, $3, $4, $5)`,
     [userId, counter, start, end, used],
   );
@@ -35,8 +36,8 @@ function closedDay(daysAgo: number): [Date, Date] {
 }
 
 async function outbox() {
-  const s = t.meter.internals.schema;
-  const { rows } = await t.meter.internals.pool.query<{ user_id: string; status: string; identifier: string; value: string }>(
+  const s = internalsOf(t.meter).schema;
+  const { rows } = await internalsOf(t.meter).pool.query<{ user_id: string; status: string; identifier: string; value: string }>(
     `SELECT user_id, status, identifier, value FROM ${s}.stripe_meter_outbox ORDER BY user_id, period_start`,
   );
   return rows;
@@ -98,7 +99,7 @@ describe("pushing closed periods", () => {
     await users(1);
     await t.meter.syncStripeMeters();
     const [first] = await outbox();
-    await t.meter.internals.pool.query(`DELETE FROM ${t.meter.internals.schema}.stripe_meter_outbox`);
+    await internalsOf(t.meter).pool.query(`DELETE FROM ${internalsOf(t.meter).schema}.stripe_meter_outbox`);
     t.standIn.fail({ path: "/v1/billing/meter_events", times: 1 });
     await t.meter.syncStripeMeters();
     expect((await outbox())[0]!.identifier).toBe(first!.identifier);
@@ -121,9 +122,9 @@ describe("pushing closed periods", () => {
       stripe: { packs: [], meters: { tokens: { eventName: "llm_tokens" } }, meterSettleMs: 60_000 },
     });
     try {
-      const s = settling.meter.internals.schema;
+      const s = internalsOf(settling.meter).schema;
       const end = new Date(Date.now() - 30_000);
-      await settling.meter.internals.pool.query(
+      await internalsOf(settling.meter).pool.query(
         `INSERT INTO ${s}.balances (user_id, counter_key, period_start, period_end, used) VALUES ('just', 'tokens', $1, $2, 5), ('settled', 'tokens', $1, $3, 5)`,
         [new Date(end.getTime() - DAY), end, new Date(Date.now() - 61_000)],
       );
@@ -140,8 +141,8 @@ describe("pushing closed periods", () => {
     });
     try {
       const [start, end] = closedDay(1);
-      await custom.meter.internals.pool.query(
-        `INSERT INTO ${custom.meter.internals.schema}.balances (user_id, counter_key, period_start, period_end, used) VALUES ('k', 'tokens', $1, $2, 7)`,
+      await internalsOf(custom.meter).pool.query(
+        `INSERT INTO ${internalsOf(custom.meter).schema}.balances (user_id, counter_key, period_start, period_end, used) VALUES ('k', 'tokens', $1, $2, 7)`,
         [start, end],
       );
       await linkStripeCustomer(custom.meter, "k", "cus_k");
@@ -211,8 +212,8 @@ describe("failures", () => {
 
   test("a run skips the periods another run holds instead of waiting for or re-sending them", async () => {
     await users(5);
-    const s = t.meter.internals.schema;
-    const pool = t.meter.internals.pool;
+    const s = internalsOf(t.meter).schema;
+    const pool = internalsOf(t.meter).pool;
     await pool.query(`SELECT ${s}.stripe_enqueue_meter_periods('{"tokens":"llm_tokens"}', 0)`);
     const a = await pool.connect();
     const b = await pool.connect();

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { MeterError } from "../../src/server/index.js";
 import { WEBHOOK_SECRET, paidSession, stripeEvent, stripeTest, type StripeTest } from "./helpers.js";
+import { internalsOf } from "../../src/server/internals.js";
 
 let t: StripeTest;
 beforeAll(async () => {
@@ -13,8 +14,8 @@ afterAll(async () => {
 const ALLOWANCE = 1000; // the free plan's monthly tokens
 
 async function rowCounts() {
-  const s = t.meter.internals.schema;
-  const { rows } = await t.meter.internals.pool.query<{ events: number; grants: number; entries: number }>(
+  const s = internalsOf(t.meter).schema;
+  const { rows } = await internalsOf(t.meter).pool.query<{ events: number; grants: number; entries: number }>(
     `SELECT (SELECT count(*) FROM ${s}.stripe_events)::int AS events, (SELECT count(*) FROM ${s}.grants)::int AS grants,
             (SELECT count(*) FROM ${s}.entries)::int AS entries`,
   );
@@ -84,8 +85,8 @@ describe("granting", () => {
     const res = await t.deliver(stripeEvent("checkout.session.completed", paidSession("buyer")));
     expect(res).toEqual({ received: true });
     expect(await t.remaining("buyer")).toBe(ALLOWANCE + 10_000);
-    const s = t.meter.internals.schema;
-    const { rows } = await t.meter.internals.pool.query(`SELECT source, amount, metadata FROM ${s}.grants WHERE user_id = 'buyer'`);
+    const s = internalsOf(t.meter).schema;
+    const { rows } = await internalsOf(t.meter).pool.query(`SELECT source, amount, metadata FROM ${s}.grants WHERE user_id = 'buyer'`);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ source: "stripe", amount: "10000" });
     expect(rows[0].metadata.stripe).toMatchObject({ packId: "starter", amountPaid: 500, currency: "usd" });
@@ -150,8 +151,8 @@ describe("exactly once", () => {
     expect(results.filter((r) => !r.duplicate)).toHaveLength(1);
     expect(results.filter((r) => r.duplicate)).toHaveLength(9);
     expect(await t.remaining("storm")).toBe(ALLOWANCE + 10_000);
-    const s = t.meter.internals.schema;
-    const { rows } = await t.meter.internals.pool.query(`SELECT count(*)::int AS n FROM ${s}.entries WHERE user_id = 'storm' AND kind = 'grant'`);
+    const s = internalsOf(t.meter).schema;
+    const { rows } = await internalsOf(t.meter).pool.query(`SELECT count(*)::int AS n FROM ${s}.entries WHERE user_id = 'storm' AND kind = 'grant'`);
     expect(rows[0].n).toBe(1);
   });
 
@@ -198,7 +199,7 @@ describe("events that are not ours", () => {
   test("with appId, sessions of another app sharing the Stripe account are ignored and ours granted", async () => {
     const prod = await stripeTest({ stripe: { appId: "prod" } });
     try {
-      await prod.meter.internals.billing!.checkout("shared", { packId: "starter" });
+      await internalsOf(prod.meter).billing!.checkout("shared", { packId: "starter" });
       const sent = prod.standIn.requests.filter((r) => r.path === "/v1/checkout/sessions").at(-1)!;
       expect(sent.body.metadata).toMatchObject({ meterkit_app: "prod" });
       const base = paidSession("shared").metadata;

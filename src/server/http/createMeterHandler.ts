@@ -1,5 +1,6 @@
 import { MeterError } from "../../core/errors.js";
 import type { Meter } from "../createMeter.js";
+import { internalsOf } from "../internals.js";
 import { liveHub, type LiveOptions } from "../live/liveHub.js";
 import { checkShape, readJsonObject } from "./body.js";
 import { BROWSER_TOKEN_PREFIX, verifyBrowserToken } from "./browserToken.js";
@@ -62,14 +63,14 @@ export function createMeterHandler<Context = undefined>(meter: Meter, options: M
   const cors = createCors(options.cors);
   const basePath = (options.basePath ?? "").replace(/\/+$/, "");
   const maxBodyBytes = options.maxBodyBytes ?? 65_536;
-  const idempotency = createIdempotencyStore(meter.internals, options.idempotencyRetention ?? 86_400_000);
+  const idempotency = createIdempotencyStore(internalsOf(meter), options.idempotencyRetention ?? 86_400_000);
   const onError = options.onError ?? ((err: unknown) => console.error("meterkit: request failed", err));
-  const scope = meter.internals.schemaName;
+  const scope = internalsOf(meter).schemaName;
 
   /** The browser's user: a valid browser token, else the host app's `identify`. */
   const browserUser = async (request: Request, context: Context): Promise<string | null> => {
     const token = bearer(request);
-    if (token?.startsWith(BROWSER_TOKEN_PREFIX)) return verifyBrowserToken(meter.internals.browserTokenSecrets, scope, token);
+    if (token?.startsWith(BROWSER_TOKEN_PREFIX)) return verifyBrowserToken(internalsOf(meter).browserTokenSecrets, scope, token);
     if (!options.identify) return null;
     const id = await options.identify(request, context);
     if (id === null || id === undefined || id === "") return null;
@@ -163,7 +164,7 @@ export function createMeterHandler<Context = undefined>(meter: Meter, options: M
 
   const openStream = async (userId: string, request: Request, corsHeaders: Record<string, string>) => {
     // HEAD opens no stream (and takes no slot): the user is checked as a GET would be.
-    const stream = request.method === "HEAD" ? (await meter.usage(userId), null) : await liveHub(meter.internals, options.live).open(userId, connectionSignal(request));
+    const stream = request.method === "HEAD" ? (await meter.usage(userId), null) : await liveHub(internalsOf(meter), options.live).open(userId, connectionSignal(request));
     return new Response(stream, {
       status: 200,
       headers: {

@@ -1,5 +1,6 @@
 import { MeterError } from "../../core/errors.js";
 import type { Meter } from "../createMeter.js";
+import { internalsOf } from "../internals.js";
 import { readBody, readJsonObject } from "./body.js";
 import { json } from "./respond.js";
 
@@ -37,7 +38,7 @@ export interface Route {
 export const WEBHOOK_MAX_BYTES = 1_048_576;
 
 function billing(meter: Meter) {
-  const b = meter.internals.billing;
+  const b = internalsOf(meter).billing;
   if (!b) throw new MeterError("not_found", "Billing is not configured: pass `stripe` to createMeter() to sell credit packs.", { reason: "billing_not_configured" });
   return b;
 }

@@ -9,6 +9,7 @@ import { checkAgainstReference, collectOps, type ReferenceReport } from "./check
 import { startChaosProxy } from "./chaosProxy.js";
 import { CHAOS_PLANS, readLog, type LogRecord } from "./opLog.js";
 import { startOwnPostgres } from "./ownPostgres.js";
+import { internalsOf } from "../../../src/server/internals.js";
 
 export type FaultKind = "kill-worker" | "cut-connections" | "terminate-backends" | "restart-postgres" | "crash-postgres";
 const FAULTS: FaultKind[] = ["kill-worker", "cut-connections", "restart-postgres", "kill-worker", "terminate-backends", "crash-postgres"];
@@ -145,7 +146,7 @@ export async function runLedgerChaos(o: LedgerChaosOptions): Promise<LedgerChaos
     clearTimeout(timeout);
 
     // Every orphaned hold must run out by itself: wait for the last expiry, then sweep.
-    const pool = admin.internals.pool;
+    const pool = internalsOf(admin).pool;
     const { rows } = await pool.query<{ ms: number | null }>(
       `SELECT ceil(extract(epoch FROM max(expires_at) - now()) * 1000)::float8 AS ms FROM meterkit.holds WHERE status = 'open'`,
     );

@@ -36,7 +36,7 @@ mkdirSync(work, { mode: 0o755 });
 /** Runs a command in `cwd`, streaming its output with a prefix; resolves with the exit code. */
 function run(name, cwd, cmd, args) {
   return new Promise((done) => {
-    const child = spawn(cmd, args, { cwd, env: { ...process.env, FORCE_COLOR: "0" }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd, args, { cwd, env: { ...process.env, FORCE_COLOR: "0", NEXT_TELEMETRY_DISABLED: "1" }, stdio: ["ignore", "pipe", "pipe"] });
     const prefix = (chunk) => chunk.toString().replace(/^(?=.)/gm, `[${name}] `);
     child.stdout.on("data", (c) => process.stdout.write(prefix(c)));
     child.stderr.on("data", (c) => process.stderr.write(prefix(c)));

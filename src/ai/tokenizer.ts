@@ -1,5 +1,4 @@
-import { countTokens as countO200k } from "gpt-tokenizer/encoding/o200k_base";
-import { countTokens as countCl100k } from "gpt-tokenizer/encoding/cl100k_base";
+import { createRequire } from "node:module";
 import type { ModelPrice } from "../core/types.js";
 
 /** How a model's text is counted: a public OpenAI encoding, or the conservative estimate. */
@@ -8,6 +7,28 @@ export type Encoding = NonNullable<ModelPrice["encoding"]>;
 // Text that looks like a special token (`<|endoftext|>`) is ordinary text in a user's prompt:
 // count it as such instead of throwing, as the provider does.
 const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
+
+type CountFn = (text: string, options: typeof PLAIN_TEXT) => number;
+const counters = new Map<string, CountFn>();
+
+// gpt-tokenizer (≈27 MB of rank tables) is an optional peer: only apps that count OpenAI tokens
+// install it. It is loaded on first use, synchronously, so the API stays synchronous and the
+// entry stays require()-able; a missing install names the command that fixes it.
+function loadCounter(encoding: "o200k_base" | "cl100k_base"): CountFn {
+  let count = counters.get(encoding);
+  if (!count) {
+    try {
+      count = (createRequire(import.meta.url)(`gpt-tokenizer/encoding/${encoding}`) as { countTokens: CountFn }).countTokens;
+    } catch (err) {
+      throw new Error(
+        `meterkit/ai: counting ${encoding} tokens needs the optional peer dependency gpt-tokenizer. Install it: npm install gpt-tokenizer`,
+        { cause: err },
+      );
+    }
+    counters.set(encoding, count);
+  }
+  return count;
+}
 
 const O200K_MODELS = /^(gpt-4o|chatgpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|gpt-oss|o1|o3|o4|codex)/;
 const CL100K_MODELS = /^(gpt-4|gpt-3\.5|gpt-35|text-embedding-(ada|3))/;
@@ -33,9 +54,8 @@ export function countText(text: string, encoding: Encoding): number {
   if (text.length === 0) return 0;
   switch (encoding) {
     case "o200k_base":
-      return countO200k(text, PLAIN_TEXT);
     case "cl100k_base":
-      return countCl100k(text, PLAIN_TEXT);
+      return loadCounter(encoding)(text, PLAIN_TEXT);
     default:
       return utf8Length(text);
   }

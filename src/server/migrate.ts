@@ -1,8 +1,12 @@
 import { readFile, readdir } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type pg from "pg";
 import { ident } from "./db.js";
 
-const MIGRATIONS_DIR = new URL("./migrations/", import.meta.url);
+// A path, not `new URL("./migrations/", import.meta.url)`: bundlers (Next.js's Turbopack,
+// webpack) read that pattern as an asset import and fail the build on a folder.
+const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), "migrations");
 
 export interface MigrationFile {
   id: number;
@@ -14,7 +18,7 @@ export interface MigrationFile {
 export async function migrationFiles(): Promise<MigrationFile[]> {
   const names = (await readdir(MIGRATIONS_DIR)).filter((n) => /^\d{4}_[a-z0-9_]+\.sql$/.test(n)).sort();
   return Promise.all(
-    names.map(async (name) => ({ id: Number(name.slice(0, 4)), name, sql: await readFile(new URL(name, MIGRATIONS_DIR), "utf8") })),
+    names.map(async (name) => ({ id: Number(name.slice(0, 4)), name, sql: await readFile(join(MIGRATIONS_DIR, name), "utf8") })),
   );
 }
 

@@ -6,15 +6,34 @@ export type HeadersOption = HeadersInit | (() => HeadersInit | Promise<HeadersIn
 /** Sends one request to a meter route (path relative to `baseUrl`) with the provider's fetch and headers. */
 export type MeterSend = (path: string, init?: RequestInit) => Promise<Response>;
 /**
- * What a meter route's error answer rejects with: an `Error` with the shape of core's
- * `MeterError` (`code`, `status`, `details`, `name: "MeterError"`). It is not an instance of
- * that class on purpose: the class brings the whole error-code registry, which would add a
- * third to the bytes the balance badge ships. Check `error.code`, not `instanceof`.
+ * What a meter route's error answer rejects with: `code`, `status` and `details` like core's
+ * `MeterError`, and `name: "MeterError"`. It is a class of its own on purpose: core's class brings
+ * the whole error-code registry, which would add a third to the bytes the balance badge ships.
+ * Narrow with {@link isMeterError}, which accepts both.
  */
-export interface MeterRequestError extends Error {
+export class MeterRequestError extends Error {
+  override name = "MeterError";
+  /** The wire code: `"unauthenticated"`, `"unavailable"`, `"limit_reached"`, … */
   code: ErrorCode;
+  /** The HTTP status. */
   status: number;
+  /** The error body's other fields (`counter`, `remaining`, `required` for `limit_reached`). */
   details: ErrorDetails;
+  constructor(message: string, code: ErrorCode, status: number, details: ErrorDetails) {
+    super(message);
+    this.code = code;
+    this.status = status;
+    this.details = details;
+  }
+}
+
+/**
+ * True for an error a meter route answered (a `MeterRequestError`, or core's `MeterError` from
+ * `meterkit`), false for anything else (a network failure is the fetch's own `TypeError`).
+ */
+export function isMeterError(error: unknown): error is MeterRequestError {
+  const e = error as Partial<MeterRequestError> | null;
+  return error instanceof Error && typeof e?.code === "string" && typeof e.status === "number";
 }
 
 /** Calls one meter route; resolves with its JSON or rejects with a `MeterRequestError` (network failures: the fetch error). */
@@ -41,13 +60,13 @@ export function createTransport(baseUrl: string, options: () => { fetch?: typeof
     const body: unknown = await res.json().catch(() => null);
     if (res.ok) return body as T;
     const { code, message, ...details } = (body as { error?: Record<string, unknown> } | null)?.error ?? {};
-    throw Object.assign(new Error(typeof message == "string" ? message : `HTTP ${res.status}`), {
-      name: "MeterError",
+    throw new MeterRequestError(
+      typeof message == "string" ? message : `HTTP ${res.status}`,
       // An answer without the error body (a proxy's 502, say) gets the code core would give it.
-      code: typeof code == "string" ? code : res.status < 500 ? "internal" : "unavailable",
-      status: res.status,
-      details,
-    });
+      (typeof code == "string" ? code : res.status < 500 ? "internal" : "unavailable") as ErrorCode,
+      res.status,
+      details as ErrorDetails,
+    );
   };
   return { fetch: fetchImpl, send, request };
 }

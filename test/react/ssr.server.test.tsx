@@ -23,7 +23,7 @@ describe("server rendering", () => {
     queryClient.setQueryData(meterKeys.usage("/api/meter"), sampleUsage());
     const html = renderApp(queryClient);
     expect(html).toContain("12,340 tokens left");
-    expect(html).toContain('data-state="normal"');
+    expect(html).toContain('data-state="ok"');
     expect(html).toContain("Buy credits");
     expect(html).not.toContain("<dialog");
   });

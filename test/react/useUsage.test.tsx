@@ -24,7 +24,7 @@ describe("useUsage", () => {
     expect(result.current.isLoading).toBe(true);
     await waitFor(() => expect(result.current.status).toBe("success"));
     const [tokens] = result.current.counters;
-    expect(tokens).toMatchObject({ key: "tokens", remaining: 12_340, used: 7_160, held: 500, quota: 20_000, granted: 0, total: 20_000, level: "normal" });
+    expect(tokens).toMatchObject({ key: "tokens", remaining: 12_340, used: 7_160, held: 500, quota: 20_000, granted: 0, total: 20_000, level: "ok" });
     expect(tokens!.fractionUsed).toBeCloseTo(0.383);
     expect(tokens!.periodEnd).toEqual(new Date("2026-12-01T00:00:00.000Z"));
   });

@@ -78,44 +78,40 @@ export const BalanceBadge = forwardRef<HTMLSpanElement, BalanceBadgeProps>(funct
   const state: BalanceBadgeState = counter?.level ?? (status == "pending" ? "loading" : "error");
 
   let label: ReactNode = status == "pending" ? t.badgeLoading : t.badgeError;
-  let spoken = label as string;
-  // What changes when the balance changes, for a `formatLabel` node whose text is read from the DOM.
-  let change = "";
   let held = "";
   let title: string | undefined;
   if (counter) {
     const fmt = (n: number, c = compact) => formatAmount(n, counter.unit, { locale, currency: counter.currency, compact: c, units: t.units });
     const remaining = counter.unlimited ? t.unlimited : fmt(counter.remaining);
-    const parts = { counter, remaining, held: fmt(counter.held) };
-    label = formatLabel ? formatLabel(parts) : counter.unlimited ? t.unlimited : fill(t.badgeLabel, { remaining });
-    change = remaining;
-    spoken = formatLabel ? "" : counter.unlimited ? t.unlimited : fill(t.badgeLabel, { remaining }, true);
-    if (showHeld && counter.held) held = fill(t.badgeHeld, { held: parts.held }, true);
+    label = formatLabel ? formatLabel({ counter, remaining, held: fmt(counter.held) }) : counter.unlimited ? remaining : fill(t.badgeLabel, { remaining });
+    if (showHeld && counter.held) held = fill(t.badgeHeld, { held: fmt(counter.held) }, true);
     // The tooltip spells numbers out in full even when the badge is compact.
     title = [
-      fill(t.badgeTitle, { label: t.labels[counter.key] ?? counter.label, used: fmt(counter.used, false), total: counter.unlimited ? t.unlimited : fmt(counter.total, false) }, true),
-      counter.held ? fill(t.badgeTitleHeld, { held: fmt(counter.held, false) }, true) : "",
-      counter.periodEnd ? fill(t.badgeTitleRenews, { date: formatDate(counter.periodEnd, locale) }, true) : "",
+      fill(t.badgeTitle, { label: t.labels[counter.key] ?? counter.label, used: fmt(counter.used, false), total: counter.unlimited ? remaining : fmt(counter.total, false) }, true),
+      counter.held && fill(t.badgeTitleHeld, { held: fmt(counter.held, false) }, true),
+      counter.periodEnd && fill(t.badgeTitleRenews, { date: formatDate(counter.periodEnd, locale) }, true),
     ]
       .filter(Boolean)
       .join(" · ");
   }
   const stateText = state == "low" ? t.stateLow : state == "empty" ? t.stateEmpty : "";
 
-  // What screen readers hear: the visible text (a node from formatLabel: its text content).
+  // What screen readers hear: the visible text as rendered (a formatLabel node too), read from
+  // the DOM once it is there, and the state in words.
   const textRef = useRef<HTMLSpanElement>(null);
-  const [announced, setAnnounced] = useState(spoken);
-  const lastState = useRef<BalanceBadgeState | null>(null);
+  const [announced, setAnnounced] = useState("");
+  const lastState = useRef<BalanceBadgeState>(undefined);
+  const visible = title ?? label;
   useEffect(() => {
-    const next = [spoken || textRef.current?.textContent || "", stateText].filter(Boolean).join(". ");
-    // The first balance and a new state (loaded, low, empty) are news at once; a ticking number
+    const next = [textRef.current!.firstChild?.textContent ?? "", stateText].filter(Boolean).join(". ");
+    // The first text and a new state (loaded, low, empty) are news at once; a ticking number
     // waits until it has settled for `announceDelay`.
     const now = lastState.current !== state;
     lastState.current = state;
     if (now) return setAnnounced(next);
     const timer = setTimeout(setAnnounced, announceDelay, next);
     return () => clearTimeout(timer);
-  }, [spoken, change, state, stateText, announceDelay]);
+  }, [visible, state, stateText, announceDelay]);
 
   return (
     <span
@@ -133,7 +129,7 @@ export const BalanceBadge = forwardRef<HTMLSpanElement, BalanceBadgeProps>(funct
         {state == "low" ? "!" : state == "empty" ? "×" : state == "unlimited" ? "∞" : ""}
       </span>
       <span aria-hidden="true" ref={textRef} className={cx("mk-badge-text", classNames.text)}>
-        {label}
+        <span>{label}</span>
         {held && <span className={cx("mk-badge-held", classNames.held)}>{held}</span>}
       </span>
       <span className="mk-sr-only">{announced}</span>

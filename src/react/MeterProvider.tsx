@@ -1,7 +1,7 @@
 import { QueryClient, QueryClientContext } from "@tanstack/react-query";
 import { useContext, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
 import { MeterContext, type LiveMode, type MeterContextValue } from "./context.js";
-import { createLimitReachedStore, type LimitReachedStore } from "./limitReachedStore.js";
+import type { LimitReachedStore } from "./limitReachedStore.js";
 import type { MeterMessagesInput } from "./messages.js";
 import { createTransport, type HeadersOption } from "./request.js";
 import { openUsageStream } from "./usageStream.js";
@@ -58,9 +58,9 @@ export function MeterProvider(props: MeterProviderProps) {
   const own = useRef<QueryClient>(undefined);
   const client = props.queryClient ?? appClient ?? (own.current ??= new QueryClient());
   const [streaming, setStreaming] = useState(false);
-  // zustand's pattern for state that belongs to one provider: a vanilla store made once per instance.
-  const [ownStore] = useState(createLimitReachedStore);
-  const limitStore = props.limitReachedStore ?? ownStore;
+  // zustand's pattern for state that belongs to one provider: a vanilla store per instance (made
+  // on first use, see limitStoreOf), or the app's.
+  const limit = useMemo<MeterContextValue["limit"]>(() => ({ store: props.limitReachedStore }), [props.limitReachedStore]);
 
   // Read through a ref so an inline `headers={{…}}` or `fetch={…}` restarts neither the stream nor the queries.
   const latest = useRef(props);
@@ -102,9 +102,9 @@ export function MeterProvider(props: MeterProviderProps) {
   }, [live, baseUrl, client, transport]);
 
   const value = useMemo<MeterContextValue>(
-    () => ({ baseUrl, queryClient: client, ...transport, live, streaming, pollInterval, locale, messages, limitStore }),
+    () => ({ baseUrl, queryClient: client, ...transport, live, streaming, pollInterval, locale, messages, limit }),
     // transport changes with baseUrl
-    [client, transport, live, streaming, pollInterval, locale, messages, limitStore],
+    [client, transport, live, streaming, pollInterval, locale, messages, limit],
   );
   return <MeterContext.Provider value={value}>{props.children}</MeterContext.Provider>;
 }

@@ -21,8 +21,11 @@ export interface MeterContextValue {
   locale: string | undefined;
   /** The provider's `messages` (only what the app overrides; components add their defaults). */
   messages: MeterMessagesInput;
-  /** This provider's limit-reached store. */
-  limitStore: LimitReachedStore;
+  /**
+   * This provider's limit-reached store, made on first use by {@link limitStoreOf} (a page with
+   * only a badge never loads the store's code).
+   */
+  limit: { store?: LimitReachedStore | undefined };
 }
 
 export const MeterContext = createContext<MeterContextValue | null>(null);

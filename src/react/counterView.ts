@@ -38,20 +38,16 @@ export type CounterView = Omit<WireCounterUsage, "periodStart" | "periodEnd" | "
 export const DEFAULT_LOW_THRESHOLD = 0.1;
 
 export function toCounterView(c: WireCounterUsage, lowThreshold = DEFAULT_LOW_THRESHOLD): CounterView {
-  const dates = { periodStart: c.periodStart ? new Date(c.periodStart) : null, periodEnd: c.periodEnd ? new Date(c.periodEnd) : null };
-  if (c.quota === null || c.remaining === null) {
-    return { ...c, ...dates, unlimited: true, quota: null, remaining: null, total: null, fractionUsed: 0, level: "unlimited" };
-  }
-  const total = c.quota + c.granted;
-  const remaining = c.remaining;
+  const unlimited = c.quota === null || c.remaining === null;
+  const total = unlimited ? null : c.quota! + c.granted;
+  const left = c.remaining!;
   return {
     ...c,
-    ...dates,
-    unlimited: false,
-    quota: c.quota,
-    remaining,
+    periodStart: c.periodStart ? new Date(c.periodStart) : null,
+    periodEnd: c.periodEnd ? new Date(c.periodEnd) : null,
+    unlimited,
     total,
-    fractionUsed: total > 0 ? Math.min(1, (c.used + c.held) / total) : 1,
-    level: remaining <= 0 ? "empty" : remaining <= total * lowThreshold ? "low" : "ok",
-  };
+    fractionUsed: unlimited ? 0 : total! > 0 ? Math.min(1, (c.used + c.held) / total!) : 1,
+    level: unlimited ? "unlimited" : left <= 0 ? "empty" : left <= total! * lowThreshold ? "low" : "ok",
+  } as CounterView;
 }

@@ -1,4 +1,5 @@
 import { createStore, type StoreApi } from "zustand/vanilla";
+import type { MeterContextValue } from "./context.js";
 
 /** Which counter ran out, as a 402 `limit_reached` answer (or a `LimitReachedError`) says. */
 export interface LimitReachedInfo {
@@ -42,4 +43,9 @@ export function createLimitReachedStore(): LimitReachedStore {
       })),
     close: () => set({ isOpen: false }),
   }));
+}
+
+/** The provider's store, created the first time a hook or component asks for it. */
+export function limitStoreOf(ctx: MeterContextValue): LimitReachedStore {
+  return (ctx.limit.store ??= createLimitReachedStore());
 }

@@ -6,30 +6,24 @@ export type HeadersOption = HeadersInit | (() => HeadersInit | Promise<HeadersIn
 /** Sends one request to a meter route (path relative to `baseUrl`) with the provider's fetch and headers. */
 export type MeterSend = (path: string, init?: RequestInit) => Promise<Response>;
 /**
- * What a meter route's error answer rejects with: `code`, `status` and `details` like core's
- * `MeterError`, and `name: "MeterError"`. It is a class of its own on purpose: core's class brings
- * the whole error-code registry, which would add a third to the bytes the balance badge ships.
- * Narrow with {@link isMeterError}, which accepts both.
+ * What a meter route's error answer rejects with: an `Error` with `code`, `status` and `details`
+ * like core's `MeterError`, and `name: "MeterError"`. It is not core's class on purpose: that
+ * brings the whole error-code registry, a third of the bytes the balance badge ships. Narrow an
+ * unknown error with {@link isMeterError}, which accepts both.
  */
-export class MeterRequestError extends Error {
-  override name = "MeterError";
+export interface MeterRequestError extends Error {
+  name: "MeterError";
   /** The wire code: `"unauthenticated"`, `"unavailable"`, `"limit_reached"`, … */
   code: ErrorCode;
   /** The HTTP status. */
   status: number;
   /** The error body's other fields (`counter`, `remaining`, `required` for `limit_reached`). */
   details: ErrorDetails;
-  constructor(message: string, code: ErrorCode, status: number, details: ErrorDetails) {
-    super(message);
-    this.code = code;
-    this.status = status;
-    this.details = details;
-  }
 }
 
 /**
- * True for an error a meter route answered (a `MeterRequestError`, or core's `MeterError` from
- * `meterkit`), false for anything else (a network failure is the fetch's own `TypeError`).
+ * True for an error a meter route answered (or core's `MeterError` from `meterkit`), false for
+ * anything else (a network failure is the fetch's own `TypeError`).
  */
 export function isMeterError(error: unknown): error is MeterRequestError {
   const e = error as Partial<MeterRequestError> | null;
@@ -60,13 +54,13 @@ export function createTransport(baseUrl: string, options: () => { fetch?: typeof
     const body: unknown = await res.json().catch(() => null);
     if (res.ok) return body as T;
     const { code, message, ...details } = (body as { error?: Record<string, unknown> } | null)?.error ?? {};
-    throw new MeterRequestError(
-      typeof message == "string" ? message : `HTTP ${res.status}`,
+    throw Object.assign(new Error(typeof message == "string" ? message : `HTTP ${res.status}`), {
+      name: "MeterError",
       // An answer without the error body (a proxy's 502, say) gets the code core would give it.
-      (typeof code == "string" ? code : res.status < 500 ? "internal" : "unavailable") as ErrorCode,
-      res.status,
-      details as ErrorDetails,
-    );
+      code: typeof code == "string" ? code : res.status < 500 ? "internal" : "unavailable",
+      status: res.status,
+      details,
+    });
   };
   return { fetch: fetchImpl, send, request };
 }

@@ -1,6 +1,6 @@
 import { useStore } from "zustand";
 import { useMeterContext } from "./context.js";
-import type { LimitReachedState } from "./limitReachedStore.js";
+import { limitStoreOf, type LimitReachedState } from "./limitReachedStore.js";
 
 const all = (s: LimitReachedState) => s;
 
@@ -11,5 +11,5 @@ const all = (s: LimitReachedState) => s;
 export function useLimitReached(): LimitReachedState;
 export function useLimitReached<T>(selector: (state: LimitReachedState) => T): T;
 export function useLimitReached<T>(selector: (state: LimitReachedState) => T = all as (s: LimitReachedState) => T): T {
-  return useStore(useMeterContext("useLimitReached").limitStore, selector);
+  return useStore(limitStoreOf(useMeterContext("useLimitReached")), selector);
 }

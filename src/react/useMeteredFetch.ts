@@ -1,6 +1,7 @@
 import { useMemo, useRef } from "react";
 import type { LimitReachedError } from "../core/errors.js";
 import { useMeterContext } from "./context.js";
+import { limitStoreOf } from "./limitReachedStore.js";
 import { withLimitReached } from "./meteredFetch.js";
 import { usageKey } from "./queryKeys.js";
 
@@ -19,7 +20,8 @@ export interface UseMeteredFetchOptions {
  */
 export function useMeteredFetch({ onLimitReached }: UseMeteredFetchOptions = {}): typeof fetch {
   const ctx = useMeterContext("useMeteredFetch");
-  const { fetch: fetchImpl, queryClient, baseUrl, streaming, limitStore } = ctx;
+  const { fetch: fetchImpl, queryClient, baseUrl, streaming } = ctx;
+  const limitStore = limitStoreOf(ctx);
   // An inline callback must not make a new fetch on every render (it is often an effect dependency).
   const callback = useRef(onLimitReached);
   callback.current = onLimitReached;

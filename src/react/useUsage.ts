@@ -1,4 +1,4 @@
-import { useQuery, useSuspenseQuery, type QueryClient, type UseQueryOptions } from "@tanstack/react-query";
+import { useQuery, useSuspenseQuery, type QueryClient, type UseQueryOptions, type UseQueryResult } from "@tanstack/react-query";
 import type { Usage } from "../core/types.js";
 import { useMeterContext, type MeterContextValue } from "./context.js";
 import { toCounterView, type CounterView } from "./counterView.js";
@@ -96,17 +96,26 @@ export function useUsageFor(caller: string, { queryClient, lowThreshold, queryOp
   const ctx = useMeterContext(caller);
   const client = queryClient ?? ctx.queryClient;
   const query = useQuery({ ...usageQuery(ctx, client), ...queryOptions }, client);
-  const base = { isLive: ctx.streaming, isFetching: query.isFetching, refetch: query.refetch };
-  const usage = query.data;
-  if (usage) return success(usage, query.error, base, lowThreshold);
-  if (query.status === "error")
-    return { ...base, status: "error", isPending: false, isSuccess: false, isError: true, isLoading: false, usage: undefined, counters: [], error: query.error };
-  return { ...base, status: "pending", isPending: true, isSuccess: false, isError: false, isLoading: true, usage: undefined, counters: [], error: null };
+  return result(query, ctx.streaming, lowThreshold);
 }
 
-function success(usage: Usage, error: Error | null, base: UsageResultBase, lowThreshold: number | undefined): UsageSuccessResult {
-  const counters = usage.counters.map((c) => toCounterView(c, lowThreshold));
-  return { ...base, status: "success", isPending: false, isSuccess: true, isError: false, isLoading: false, usage, counters, error };
+/** The union from TanStack's result: `success` whenever data is cached, even after a failed refetch. */
+function result(query: Pick<UseQueryResult<Usage | undefined>, "data" | "status" | "error" | "isFetching" | "refetch">, isLive: boolean, lowThreshold: number | undefined): UseUsageResult {
+  const usage = query.data;
+  const status = usage ? "success" : query.status;
+  return {
+    status,
+    isPending: status == "pending",
+    isLoading: status == "pending",
+    isSuccess: status == "success",
+    isError: status == "error",
+    usage,
+    counters: usage ? usage.counters.map((c) => toCounterView(c, lowThreshold)) : [],
+    error: query.error,
+    isLive,
+    isFetching: query.isFetching,
+    refetch: query.refetch,
+  } as UseUsageResult;
 }
 
 /**
@@ -117,5 +126,5 @@ export function useSuspenseUsage(options: Omit<UseUsageOptions, "queryOptions"> 
   const ctx = useMeterContext("useSuspenseUsage");
   const client = options.queryClient ?? ctx.queryClient;
   const query = useSuspenseQuery(usageQuery(ctx, client), client);
-  return success(query.data, query.error, { isLive: ctx.streaming, isFetching: query.isFetching, refetch: query.refetch }, options.lowThreshold);
+  return result({ ...query, data: query.data, status: "success" }, ctx.streaming, options.lowThreshold) as UsageSuccessResult;
 }

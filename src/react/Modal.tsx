@@ -1,4 +1,4 @@
-import { forwardRef, useEffect, useRef, useState, type HTMLAttributes, type KeyboardEvent, type RefObject } from "react";
+import { forwardRef, useEffect, useLayoutEffect, useRef, useState, type HTMLAttributes, type KeyboardEvent, type RefObject } from "react";
 import { useComposedRefs } from "./composeRefs.js";
 
 const FOCUSABLE = 'a[href],button:not([disabled]),input:not([disabled]),select:not([disabled]),textarea:not([disabled]),[tabindex]:not([tabindex="-1"])';
@@ -24,7 +24,13 @@ export function usePresence(open: boolean, ref: RefObject<HTMLElement | null>): 
     const style = el ? getComputedStyle(el) : null;
     const animated = !!style && !!style.animationName && style.animationName !== "none" && parseFloat(style.animationDuration) > 0;
     if (!animated) return setPresent(false);
-    const done = (e: Event) => e.target === el && setPresent(false);
+    // Only the end of this exit animation counts: not the open animation it cancelled, not the
+    // ::backdrop's (whose events also target the dialog).
+    const name = style.animationName;
+    const done = (e: Event) => {
+      const a = e as AnimationEvent;
+      if (e.target === el && !a.pseudoElement && a.animationName === name) setPresent(false);
+    };
     el!.addEventListener("animationend", done);
     el!.addEventListener("animationcancel", done);
     return () => {
@@ -39,31 +45,27 @@ export function usePresence(open: boolean, ref: RefObject<HTMLElement | null>): 
  * A modal `<dialog>`: `showModal()` makes the rest of the page inert and puts it in the top
  * layer. Where `showModal` is missing (jsdom, old browsers) it falls back to an open dialog with
  * the same keyboard rules. Tab is trapped either way, Escape and a backdrop click close it, and
- * focus goes back where it was when it unmounts. `data-state` is `open` or `closed` (closing).
+ * focus goes back where it was when it unmounts (after the exit animation). `data-state` is `open` or `closed` (closing).
  */
 export const Modal = forwardRef<HTMLDialogElement, ModalProps>(function Modal({ open, onClose, initialFocus, onKeyDown, ...rest }, forwarded) {
   const ref = useRef<HTMLDialogElement>(null);
   const setRef = useComposedRefs(ref, forwarded);
-  useEffect(() => {
-    const dialog = ref.current;
-    if (!dialog || !open) return;
+  // Mounted = shown as a modal; unmounted = closed, focus back where it was. A layout effect, so
+  // both happen before the element leaves the document (a detached dialog cannot restore focus).
+  useLayoutEffect(() => {
+    const dialog = ref.current!;
     const previous = document.activeElement as HTMLElement | null;
-    if (typeof dialog.showModal === "function") {
-      if (!dialog.open) dialog.showModal();
-    } else dialog.setAttribute("open", "");
-    (initialFocus?.current ?? dialog.querySelector<HTMLElement>(FOCUSABLE) ?? dialog).focus();
+    if (typeof dialog.showModal === "function") dialog.showModal();
+    else dialog.setAttribute("open", "");
     return () => {
-      // Runs when it starts closing (open turned false) or unmounts: focus goes back at once,
-      // the element leaves the top layer once the exit animation is over (on unmount).
-      if (!dialog.contains(previous)) previous?.focus?.();
-    };
-  }, [open, initialFocus]);
-  useEffect(() => {
-    const dialog = ref.current;
-    return () => {
-      if (typeof dialog?.close === "function") dialog.close();
+      if (typeof dialog.close === "function") dialog.close();
+      previous?.focus?.();
     };
   }, []);
+  // Each opening (also a reopening while it was closing) puts focus on the initial element.
+  useEffect(() => {
+    if (open) (initialFocus?.current ?? ref.current!.querySelector<HTMLElement>(FOCUSABLE) ?? ref.current!).focus();
+  }, [open, initialFocus]);
 
   const keys = (e: KeyboardEvent<HTMLDialogElement>) => {
     onKeyDown?.(e);

@@ -16,7 +16,7 @@ export interface FakeError {
 export interface FakeMeterOptions {
   /** What `GET /usage` and the stream answer. Default: {@link sampleUsage}(). */
   usage?: Usage;
-  /** `GET /usage` never answers (the loading state). */
+  /** `GET /usage` and the stream never answer (the loading state). */
   pending?: boolean;
   /** `GET /usage` answers this error, and the stream is refused. */
   usageError?: FakeError;
@@ -171,6 +171,7 @@ export function createFakeMeter(options: FakeMeterOptions = {}): FakeMeter {
     const signal = init?.signal;
 
     if (path.endsWith("/usage/stream")) {
+      if (options.pending) return never();
       if (options.stream === false || options.usageError) return json({ error: { code: "not_found", message: "No stream." } }, 404);
       const stream = new ReadableStream<Uint8Array>({
         start(c) {

@@ -168,7 +168,10 @@ describe("LimitReachedDialog", () => {
       await userEvent.click(within(dialog).getByRole("button", { name: "Not now" }));
       expect(dialog).toBeInTheDocument();
       expect(dialog).toHaveAttribute("data-state", "closed");
-      act(() => void dialog.dispatchEvent(new Event("animationend")));
+      // The end of another animation (the opening one, the backdrop's) does not count.
+      act(() => void dialog.dispatchEvent(Object.assign(new Event("animationcancel"), { animationName: "in" })));
+      expect(dialog).toBeInTheDocument();
+      act(() => void dialog.dispatchEvent(Object.assign(new Event("animationend"), { animationName: "out" })));
       expect(dialog).not.toBeInTheDocument();
     } finally {
       style.remove();

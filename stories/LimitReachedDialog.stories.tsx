@@ -81,7 +81,7 @@ export const PacksLoading: Story = {
   args: { defaultOpen: true },
   parameters: { meter: { usage: emptyUsage, packsPending: true } },
   play: async () => {
-    await expect(await screen.findByText("Loading packs…")).toBeVisible();
+    await waitFor(() => expect(screen.getByText("Loading packs…")).toBeVisible());
     // Focus does not wait for the packs: same element either way.
     await expect(screen.getByRole("button", { name: "Not now" })).toHaveFocus();
   },
@@ -93,7 +93,8 @@ export const PacksError: Story = {
   play: async () => {
     const alert = await screen.findByRole("alert");
     await expect(alert).toHaveTextContent("Packs could not be loaded.");
-    await expect(within(alert).getByRole("button", { name: "Try again" })).toBeVisible();
+    // Visible once the opening animation (from opacity 0) is done.
+    await waitFor(() => expect(within(alert).getByRole("button", { name: "Try again" })).toBeVisible());
   },
 };
 
@@ -101,7 +102,7 @@ export const OpenWithoutPacks: Story = {
   args: { defaultOpen: true },
   parameters: { meter: { usage: emptyUsage, packs: [] } },
   play: async () => {
-    await expect(await screen.findByText("No credit packs are available right now.")).toBeVisible();
+    await waitFor(() => expect(screen.getByText("No credit packs are available right now.")).toBeVisible());
   },
 };
 

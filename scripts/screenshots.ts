@@ -98,7 +98,7 @@ async function main() {
       // The same scene in both colour schemes: start each from a fresh demo user.
       await fetch(`${demo.url}/api/reset`, { method: "POST" });
       await page.goto(demo.url);
-      await page.locator('[data-testid="balance"][data-state="normal"]').waitFor();
+      await page.locator('[data-testid="balance"][data-state="ok"]').waitFor();
 
       // 1. The chat: one settled reply, and a second one streaming with its hold on the badge.
       await sendPrompt(page, "Hi! What can you do?", 300);
@@ -128,7 +128,7 @@ async function main() {
       const page = await context.newPage();
       await fetch(`${demo.url}/api/reset`, { method: "POST" });
       await page.goto(demo.url);
-      await page.locator('[data-testid="balance"][data-state="normal"]').waitFor();
+      await page.locator('[data-testid="balance"][data-state="ok"]').waitFor();
       await sendPrompt(page, "Hi! What can you do?", 300);
       await waitForCost(page, 0, "Charged");
       await sendPrompt(page, "What does meterkit do?", 300);

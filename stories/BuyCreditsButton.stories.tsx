@@ -1,6 +1,7 @@
 import type { Meta, StoryObj } from "@storybook/react-vite";
 import { expect, fn, userEvent, waitFor, within } from "storybook/test";
 import { BuyCreditsButton } from "../src/react/index.js";
+import { englishIn } from "./messages.js";
 
 const meta = {
   title: "Components/BuyCreditsButton",
@@ -19,6 +20,17 @@ export const Default: Story = {
   },
 };
 
+/** Keyboard only: Tab reaches it, Enter buys. */
+export const Keyboard: Story = {
+  play: async ({ canvasElement, args }) => {
+    await userEvent.tab();
+    await expect(within(canvasElement).getByRole("button", { name: "Buy credits" })).toHaveFocus();
+    await userEvent.keyboard("{Enter}");
+    await waitFor(() => expect(args.navigate).toHaveBeenCalledOnce());
+  },
+};
+
+/** While the session is created: a spinner (named "Opening checkout…"), aria-busy, a progress cursor. */
 export const Pending: Story = {
   parameters: { meter: { checkoutDelay: Infinity } },
   play: async ({ canvasElement }) => {
@@ -26,6 +38,8 @@ export const Pending: Story = {
     await userEvent.click(button);
     await waitFor(() => expect(button).toHaveAttribute("data-state", "pending"));
     await expect(button).toHaveAttribute("aria-busy", "true");
+    await expect(within(button).getByRole("img", { name: "Opening checkout…" })).toBeVisible();
+    await expect(getComputedStyle(button).cursor).toBe("progress");
   },
 };
 
@@ -36,11 +50,12 @@ export const ErrorState: Story = {
     const canvas = within(canvasElement);
     await userEvent.click(canvas.getByRole("button", { name: "Buy credits" }));
     await expect(await canvas.findByRole("alert")).toHaveTextContent("Payments are unavailable right now.");
+    await expect(canvas.getByRole("button")).toHaveAccessibleDescription("Payments are unavailable right now.");
     await expect(args.navigate).not.toHaveBeenCalled();
   },
 };
 
-/** `asChild` lends the behaviour to your own element, here a link styled by the app. */
+/** `asChild` lends the behaviour to your own element, here a link styled by the app: none of the kit's classes reach it. */
 export const AsChild: Story = {
   args: {
     asChild: true,
@@ -51,7 +66,11 @@ export const AsChild: Story = {
     ),
   },
   play: async ({ canvasElement, args }) => {
-    await userEvent.click(within(canvasElement).getByRole("link", { name: /Top up/ }));
+    const link = within(canvasElement).getByRole("link", { name: /Top up/ });
+    await expect(link).not.toHaveClass("mk-buy");
+    // The link keeps its own colour on the page's background: visible.
+    await expect(getComputedStyle(link).backgroundColor).toBe("rgba(0, 0, 0, 0)");
+    await userEvent.click(link);
     await waitFor(() => expect(args.navigate).toHaveBeenCalledOnce());
   },
 };
@@ -67,3 +86,21 @@ export const Cancelled: Story = {
 };
 
 export const Dark: Story = { parameters: { theme: "dark" } };
+
+export const German: Story = {
+  parameters: { language: "de", meter: { checkoutDelay: Infinity } },
+  play: async ({ canvasElement }) => {
+    const button = within(canvasElement).getByRole("button", { name: "Guthaben kaufen" });
+    await userEvent.click(button);
+    await expect(await within(button).findByRole("img", { name: "Kasse wird geöffnet …" })).toBeVisible();
+    await expect(englishIn(canvasElement)).toEqual([]);
+  },
+};
+
+export const Arabic: Story = {
+  parameters: { language: "ar" },
+  play: async ({ canvasElement }) => {
+    await expect(within(canvasElement).getByRole("button", { name: "شراء رصيد" })).toBeVisible();
+    await expect(englishIn(canvasElement)).toEqual([]);
+  },
+};

@@ -1,18 +1,24 @@
 /**
  * The stories' decorator: a MeterProvider over a fake meter (no server), configured per story
- * through `parameters.meter`, with a fresh QueryClient and limit store per story.
+ * through `parameters.meter`, with a fresh QueryClient and its own limit store per story (each
+ * provider has one), the story's theme, language and direction.
  */
 import type { Decorator } from "@storybook/react-vite";
 import { QueryClient } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
-import { MeterProvider, useLimitReached, type LiveMode } from "../src/react/index.js";
+import { createLimitReachedStore, MeterProvider, type LimitReachedInfo, type LiveMode, type MeterMessagesInput } from "../src/react/index.js";
 import { createFakeMeter, type FakeMeterOptions } from "../src/testing/createFakeMeter.js";
+import { ar, de } from "./messages.js";
 
 export interface MeterParameters extends FakeMeterOptions {
   /** The provider's live mode. Default `"sse"`. */
   live?: LiveMode;
   /** The provider's locale. Default `"en-US"`. */
   locale?: string;
+  /** The provider's messages. Default: English. */
+  messages?: MeterMessagesInput;
+  /** The limit store starts open with this event (the static limit-reached state). */
+  limitOpen?: LimitReachedInfo;
 }
 
 declare module "@storybook/react-vite" {
@@ -20,15 +26,22 @@ declare module "@storybook/react-vite" {
     meter?: MeterParameters;
     /** Render the story on the dark theme. */
     theme?: "light" | "dark";
+    /** Render the story in German (`de`) or Arabic (`ar`, right to left): every string translated. */
+    language?: "de" | "ar";
   }
 }
 
+const LANGUAGES = { de: { locale: "de-DE", messages: de, dir: "ltr" }, ar: { locale: "ar-EG", messages: ar, dir: "rtl" } } as const;
+
 export const withMeter: Decorator = (Story, { parameters }) => {
   const options: MeterParameters = parameters.meter ?? {};
+  const language = parameters.language ? LANGUAGES[parameters.language] : undefined;
   const [setup] = useState(() => {
-    useLimitReached.setState({ isOpen: false, info: null });
+    const store = createLimitReachedStore();
+    if (options.limitOpen) store.getState().open(options.limitOpen);
     return {
       meter: createFakeMeter(options),
+      store,
       // Error stories should show the error now, not after three retries.
       client: new QueryClient({ defaultOptions: { queries: { retry: false } } }),
     };
@@ -36,8 +49,16 @@ export const withMeter: Decorator = (Story, { parameters }) => {
   useEffect(() => () => setup.client.clear(), [setup]);
   const theme = parameters.theme ?? "light";
   return (
-    <div data-theme={theme} className="story-surface">
-      <MeterProvider baseUrl="/api/meter" fetch={setup.meter.fetch} queryClient={setup.client} live={options.live ?? "sse"} locale={options.locale ?? "en-US"}>
+    <div data-theme={theme} className="story-surface" dir={language?.dir} lang={language?.locale ?? "en-US"}>
+      <MeterProvider
+        baseUrl="/api/meter"
+        fetch={setup.meter.fetch}
+        queryClient={setup.client}
+        live={options.live ?? "sse"}
+        locale={language?.locale ?? options.locale ?? "en-US"}
+        messages={language?.messages ?? options.messages}
+        limitReachedStore={setup.store}
+      >
         <Story />
       </MeterProvider>
     </div>

@@ -1,7 +1,6 @@
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useRef, useState } from "react";
-import { BalanceBadge, LimitReachedDialog, useCounter, useLimitReached } from "../../src/react/index.js";
-import { BalanceMeter } from "./BalanceMeter.js";
+import { BalanceBadge, LimitReachedDialog, meterKeys, UsageMeter, useCounter, useLimitReached } from "../../src/react/index.js";
 import { ChatPage } from "./ChatPage.js";
 import { num } from "./format.js";
 import { ResetButton } from "./ResetButton.js";
@@ -71,7 +70,7 @@ export function App() {
     const res = await fetch("/api/reset", { method: "POST" });
     if (!res.ok) throw new Error("The reset failed.");
     lastGranted.current = undefined;
-    await queryClient.invalidateQueries({ queryKey: ["demo", "history"] });
+    await queryClient.invalidateQueries({ queryKey: meterKeys.all });
     setToast("The demo is back to the start.");
   };
 
@@ -122,7 +121,7 @@ export function App() {
             <ResetButton onReset={reset} disabled={chat.busy} />
           </div>
         </div>
-        <BalanceMeter counter={counter} />
+        <UsageMeter counter="tokens" className="demo-meter" />
       </header>
 
       {banner && (

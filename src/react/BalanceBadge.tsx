@@ -1,19 +1,23 @@
 import type { QueryClient } from "@tanstack/react-query";
-import { useEffect, useState, type HTMLAttributes } from "react";
-import { useMeterContext } from "./context.js";
+import { forwardRef, useEffect, useRef, useState, type HTMLAttributes, type ReactNode } from "react";
+import { useMeterContext, useMessages } from "./context.js";
 import type { CounterView } from "./counterView.js";
 import { formatAmount, formatDate } from "./format.js";
 import { cx } from "./cx.js";
+import { fill } from "./messages.js";
 import { useCounter } from "./useCounter.js";
 
 /** What the badge's texts are made of, for `formatLabel`. */
 export interface BalanceLabelParts {
   counter: CounterView;
-  /** `remaining`, formatted ("12,340 tokens", "$12.34"). */
+  /** `remaining`, formatted ("12,340 tokens", "$12.34"); the `unlimited` message for an unlimited counter. */
   remaining: string;
   /** `held`, formatted. */
   held: string;
 }
+
+/** The badge's `data-state`. */
+export type BalanceBadgeState = "ok" | "low" | "empty" | "unlimited" | "loading" | "error";
 
 export interface BalanceBadgeProps extends Omit<HTMLAttributes<HTMLSpanElement>, "children"> {
   /** Which counter to show. Default: the plan's first. */
@@ -26,68 +30,88 @@ export interface BalanceBadgeProps extends Omit<HTMLAttributes<HTMLSpanElement>,
   compact?: boolean | number;
   /** Show the amount held by running requests next to the balance. Default `true`. */
   showHeld?: boolean;
-  /** The main text. Default: `` `${remaining} left` ``. */
-  formatLabel?: (parts: BalanceLabelParts) => string;
-  /** Text while the first answer is pending. Default `"Loading balance…"`. */
-  loadingLabel?: string;
-  /** Text when the balance cannot be loaded. Default `"Balance unavailable"`. */
-  errorLabel?: string;
   /**
-   * Milliseconds the balance must stay unchanged before screen readers hear it. A ticking stream
-   * would otherwise announce every step. Default `1500`.
+   * The main text, a string or any node (an icon and a number, say). Screen readers hear its
+   * text content. Default: the `badgeLabel` message, `"{remaining} left"`.
+   */
+  formatLabel?: (parts: BalanceLabelParts) => ReactNode;
+  /**
+   * Milliseconds the balance must stay unchanged before screen readers hear it, so a ticking
+   * stream is not read out at every step. The first balance, and a change of state (low,
+   * empty), are announced at once. Default `1000`.
    */
   announceDelay?: number;
   /** Use this QueryClient instead of the provider's. */
   queryClient?: QueryClient;
   /** Extra classes for the inner parts (`className` styles the root). */
-  classNames?: { text?: string; held?: string };
+  classNames?: { text?: string; held?: string; icon?: string };
 }
 
-const defaultLabel = ({ remaining }: BalanceLabelParts) => `${remaining} left`;
+export const BADGE_MESSAGES = {
+  badgeLabel: "{remaining} left",
+  badgeHeld: "{held} held",
+  badgeLoading: "Loading balance…",
+  badgeError: "Balance unavailable",
+  badgeTitle: "{label}: {used} used of {total}",
+  badgeTitleHeld: "{held} held",
+  badgeTitleRenews: "renews {date}",
+  stateLow: "Running low",
+  stateEmpty: "Used up",
+  unlimited: "Unlimited",
+  units: {},
+  labels: {} as Record<string, string>,
+};
 
 /**
- * The user's balance, e.g. "12,340 tokens left", live. `data-state` is `loading`, `error`,
- * `normal`, `low` or `empty`; `data-held` is present while requests hold part of the balance.
+ * The user's balance, e.g. "12,340 tokens left", live. `data-state` is `loading`, `error`, `ok`,
+ * `low`, `empty` or `unlimited`; `data-held` is present while requests hold part of the balance.
+ * Low and empty show an icon as well as a colour, and say so to screen readers.
  */
-export function BalanceBadge({
-  counter: key,
-  lowThreshold,
-  locale: localeProp,
-  compact,
-  showHeld = true,
-  formatLabel = defaultLabel,
-  loadingLabel = "Loading balance…",
-  errorLabel = "Balance unavailable",
-  announceDelay = 1500,
-  queryClient,
-  className,
-  classNames = {},
-  ...rest
-}: BalanceBadgeProps) {
+export const BalanceBadge = forwardRef<HTMLSpanElement, BalanceBadgeProps>(function BalanceBadge(
+  { counter: key, lowThreshold, locale: localeProp, compact, showHeld = true, formatLabel, announceDelay = 1000, queryClient, className, classNames = {}, ...rest },
+  ref,
+) {
   const ctx = useMeterContext("BalanceBadge");
+  const t = useMessages(ctx, BADGE_MESSAGES);
   const { counter, status } = useCounter(key, { queryClient, lowThreshold });
   const locale = localeProp ?? ctx.locale;
+  const state: BalanceBadgeState = counter?.level ?? (status == "pending" ? "loading" : "error");
 
-  let text = status == "pending" ? loadingLabel : errorLabel;
+  let label: ReactNode = status == "pending" ? t.badgeLoading : t.badgeError;
   let held = "";
   let title: string | undefined;
   if (counter) {
-    const fmt = (n: number, c = compact) => formatAmount(n, counter.unit, { locale, currency: counter.currency, compact: c });
-    text = formatLabel({ counter, remaining: fmt(counter.remaining ?? 0), held: fmt(counter.held) });
-    if (showHeld && counter.held) held = `${fmt(counter.held)} held`;
+    const fmt = (n: number, c = compact) => formatAmount(n, counter.unit, { locale, currency: counter.currency, compact: c, units: t.units });
+    const remaining = counter.unlimited ? t.unlimited : fmt(counter.remaining);
+    label = formatLabel ? formatLabel({ counter, remaining, held: fmt(counter.held) }) : counter.unlimited ? remaining : fill(t.badgeLabel, { remaining });
+    if (showHeld && counter.held) held = fill(t.badgeHeld, { held: fmt(counter.held) }, true);
     // The tooltip spells numbers out in full even when the badge is compact.
-    title =
-      `${counter.label}: ${fmt(counter.used, false)} used of ${fmt(counter.total, false)}` +
-      (counter.held ? ` · ${fmt(counter.held, false)} held` : "") +
-      (counter.periodEnd ? ` · renews ${formatDate(counter.periodEnd, locale)}` : "");
+    title = [
+      fill(t.badgeTitle, { label: t.labels[counter.key] ?? counter.label, used: fmt(counter.used, false), total: counter.unlimited ? remaining : fmt(counter.total, false) }, true),
+      counter.held && fill(t.badgeTitleHeld, { held: fmt(counter.held, false) }, true),
+      counter.periodEnd && fill(t.badgeTitleRenews, { date: formatDate(counter.periodEnd, locale) }, true),
+    ]
+      .filter(Boolean)
+      .join(" · ");
   }
+  const stateText = state == "low" ? t.stateLow : state == "empty" ? t.stateEmpty : "";
 
-  // Screen readers hear the balance once it settles, not every tick of a streaming reply.
-  const [announced, setAnnounced] = useState(text);
+  // What screen readers hear: the visible text as rendered (a formatLabel node too), read from
+  // the DOM once it is there, and the state in words.
+  const textRef = useRef<HTMLSpanElement>(null);
+  const [announced, setAnnounced] = useState("");
+  const lastState = useRef<BalanceBadgeState>(undefined);
+  const visible = title ?? label;
   useEffect(() => {
-    const t = setTimeout(setAnnounced, announceDelay, text);
-    return () => clearTimeout(t);
-  }, [text, announceDelay]);
+    const next = [textRef.current!.firstChild?.textContent ?? "", stateText].filter(Boolean).join(". ");
+    // The first text and a new state (loaded, low, empty) are news at once; a ticking number
+    // waits until it has settled for `announceDelay`.
+    const now = lastState.current !== state;
+    lastState.current = state;
+    if (now) return setAnnounced(next);
+    const timer = setTimeout(setAnnounced, announceDelay, next);
+    return () => clearTimeout(timer);
+  }, [visible, state, stateText, announceDelay]);
 
   return (
     <span
@@ -96,15 +120,19 @@ export function BalanceBadge({
       aria-live="polite"
       title={title}
       {...rest}
+      ref={ref}
       className={cx("mk-badge", className)}
-      data-state={counter?.level ?? (status == "pending" ? "loading" : "error")}
+      data-state={state}
       data-held={held ? "" : undefined}
     >
-      <span aria-hidden="true" className={cx("mk-badge-text", classNames.text)}>
-        {text}
+      <span aria-hidden="true" className={cx("mk-badge-icon", classNames.icon)} title={stateText || undefined}>
+        {state == "low" ? "!" : state == "empty" ? "×" : state == "unlimited" ? "∞" : ""}
+      </span>
+      <span aria-hidden="true" ref={textRef} className={cx("mk-badge-text", classNames.text)}>
+        <span>{label}</span>
         {held && <span className={cx("mk-badge-held", classNames.held)}>{held}</span>}
       </span>
       <span className="mk-sr-only">{announced}</span>
     </span>
   );
-}
+});

@@ -1,15 +1,17 @@
-import { useId, type ButtonHTMLAttributes, type MouseEvent } from "react";
+import { forwardRef, useId, type ButtonHTMLAttributes, type MouseEvent } from "react";
 import { composeEventHandlers } from "./composeEventHandlers.js";
+import { useMeterContext, useMessages } from "./context.js";
 import { cx } from "./cx.js";
 import { Slot } from "./Slot.js";
 import { useCheckout, type UseCheckoutOptions } from "./useCheckout.js";
 
-export interface BuyCreditsButtonProps extends Omit<ButtonHTMLAttributes<HTMLButtonElement>, "onError">, UseCheckoutOptions {
+export interface BuyCreditsButtonProps extends Omit<ButtonHTMLAttributes<HTMLButtonElement>, "onError">, Omit<UseCheckoutOptions, "queryClient"> {
   /** The pack to buy (an `id` from `GET /packs`). */
   packId: string;
   /**
    * Render the only child (your own button or link component) instead of a `<button>`, with the
-   * kit's props and handlers merged in. Default `false`.
+   * kit's props, handlers and ref merged in, and none of the kit's classes: the child keeps its
+   * own design (style it by `data-state`). Default `false`.
    */
   asChild?: boolean;
   /** Show the error message next to the button when checkout fails. Default `true`. */
@@ -18,25 +20,20 @@ export interface BuyCreditsButtonProps extends Omit<ButtonHTMLAttributes<HTMLBut
   errorClassName?: string;
 }
 
+export const BUY_MESSAGES = { buy: "Buy credits", buyPending: "Opening checkout…" };
+
 /**
  * Buys a credit pack: posts `/checkout` and goes to the Stripe Checkout page it returns.
- * `data-state` is `idle`, `pending` or `error`. An `onClick` that calls `preventDefault()` cancels it.
+ * `data-state` is `idle`, `pending`, `success` or `error`; while pending the button shows a
+ * spinner and `aria-busy`. An `onClick` that calls `preventDefault()` cancels it.
  */
-export function BuyCreditsButton({
-  packId,
-  successUrl,
-  cancelUrl,
-  navigate,
-  onError,
-  asChild = false,
-  showError = true,
-  errorClassName,
-  onClick,
-  className,
-  children = "Buy credits",
-  ...rest
-}: BuyCreditsButtonProps) {
-  const { checkout, status, error } = useCheckout({ successUrl, cancelUrl, navigate, onError });
+export const BuyCreditsButton = forwardRef<HTMLButtonElement, BuyCreditsButtonProps>(function BuyCreditsButton(
+  { packId, successUrl, cancelUrl, navigate, onSuccess, onError, asChild = false, showError = true, errorClassName, onClick, className, children, ...rest },
+  ref,
+) {
+  const ctx = useMeterContext("BuyCreditsButton");
+  const t = useMessages(ctx, BUY_MESSAGES);
+  const { checkout, status, error } = useCheckout({ successUrl, cancelUrl, navigate, onSuccess, onError });
   const errorId = useId();
   const pending = status === "pending";
   const Comp = asChild ? Slot : "button";
@@ -45,7 +42,8 @@ export function BuyCreditsButton({
       <Comp
         type={asChild ? undefined : "button"}
         {...rest}
-        className={cx("mk-buy", className)}
+        ref={ref as never}
+        className={asChild ? className : cx("mk-buy", className)}
         data-state={status}
         // aria-disabled rather than disabled: a disabled button drops keyboard focus mid-click.
         aria-disabled={pending || rest["aria-disabled"] || undefined}
@@ -57,7 +55,16 @@ export function BuyCreditsButton({
           if (asChild) e.preventDefault();
         })}
       >
-        {children}
+        {asChild ? (
+          children
+        ) : (
+          <>
+            {children ?? t.buy}
+            {pending && (
+              <span className="mk-spinner" role="img" aria-label={t.buyPending} />
+            )}
+          </>
+        )}
       </Comp>
       {error && showError && (
         <span id={errorId} role="alert" className={cx("mk-buy-error", errorClassName)}>
@@ -66,4 +73,4 @@ export function BuyCreditsButton({
       )}
     </>
   );
-}
+});

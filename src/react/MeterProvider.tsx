@@ -1,6 +1,8 @@
 import { QueryClient, QueryClientContext } from "@tanstack/react-query";
 import { useContext, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
 import { MeterContext, type LiveMode, type MeterContextValue } from "./context.js";
+import type { LimitReachedStore } from "./limitReachedStore.js";
+import type { MeterMessagesInput } from "./messages.js";
 import { createTransport, type HeadersOption } from "./request.js";
 import { openUsageStream } from "./usageStream.js";
 import { writeUsage } from "./writeUsage.js";
@@ -30,20 +32,35 @@ export interface MeterProviderProps {
    * rendering on the server so server and browser format alike.
    */
   locale?: string;
+  /**
+   * Every built-in string of the kit's components, any subset (the rest stays English). Pass
+   * the same `locale` so plural rules, numbers and dates match. Default: English.
+   */
+  messages?: MeterMessagesInput;
+  /**
+   * The limit-reached store of this provider. Default: one the provider creates (each provider
+   * has its own). Pass one from `createLimitReachedStore()` to open the dialog from outside React.
+   */
+  limitReachedStore?: LimitReachedStore;
   children?: ReactNode;
 }
+
+const NO_MESSAGES = {};
 
 /** A tab hidden this long closes its stream; a quick tab switch keeps it. */
 const HIDDEN_GRACE = 10_000;
 
 /** Gives the kit's hooks and components their server, cache and live updates. */
 export function MeterProvider(props: MeterProviderProps) {
-  const { live = "sse", pollInterval = 30_000, locale } = props;
+  const { live = "sse", pollInterval = 30_000, locale, messages = NO_MESSAGES } = props;
   const baseUrl = props.baseUrl.replace(/\/+$/, "");
   const appClient = useContext(QueryClientContext);
   const own = useRef<QueryClient>(undefined);
   const client = props.queryClient ?? appClient ?? (own.current ??= new QueryClient());
   const [streaming, setStreaming] = useState(false);
+  // zustand's pattern for state that belongs to one provider: a vanilla store per instance (made
+  // on first use, see limitStoreOf), or the app's.
+  const limit = useMemo<MeterContextValue["limit"]>(() => ({ store: props.limitReachedStore }), [props.limitReachedStore]);
 
   // Read through a ref so an inline `headers={{…}}` or `fetch={…}` restarts neither the stream nor the queries.
   const latest = useRef(props);
@@ -85,9 +102,9 @@ export function MeterProvider(props: MeterProviderProps) {
   }, [live, baseUrl, client, transport]);
 
   const value = useMemo<MeterContextValue>(
-    () => ({ baseUrl, queryClient: client, ...transport, live, streaming, pollInterval, locale }),
+    () => ({ baseUrl, queryClient: client, ...transport, live, streaming, pollInterval, locale, messages, limit }),
     // transport changes with baseUrl
-    [client, transport, live, streaming, pollInterval, locale],
+    [client, transport, live, streaming, pollInterval, locale, messages, limit],
   );
   return <MeterContext.Provider value={value}>{props.children}</MeterContext.Provider>;
 }

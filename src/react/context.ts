@@ -1,5 +1,7 @@
 import { createContext, useContext } from "react";
 import type { QueryClient } from "@tanstack/react-query";
+import type { LimitReachedStore } from "./limitReachedStore.js";
+import type { MeterMessagesInput } from "./messages.js";
 import type { MeterRequest, MeterSend } from "./request.js";
 
 /** How the balance stays fresh: a Server-Sent Events stream, polling, or only on demand. */
@@ -17,6 +19,13 @@ export interface MeterContextValue {
   streaming: boolean;
   pollInterval: number;
   locale: string | undefined;
+  /** The provider's `messages` (only what the app overrides; components add their defaults). */
+  messages: MeterMessagesInput;
+  /**
+   * This provider's limit-reached store, made on first use by {@link limitStoreOf} (a page with
+   * only a badge never loads the store's code).
+   */
+  limit: { store?: LimitReachedStore | undefined };
 }
 
 export const MeterContext = createContext<MeterContextValue | null>(null);
@@ -26,4 +35,9 @@ export function useMeterContext(caller: string): MeterContextValue {
   const ctx = useContext(MeterContext);
   if (!ctx) throw new Error(`${caller} must be used inside <MeterProvider>.`);
   return ctx;
+}
+
+/** The provider's messages over a component's English defaults. */
+export function useMessages<T extends object>(ctx: MeterContextValue, defaults: T): T {
+  return { ...defaults, ...(ctx.messages as Partial<T>) };
 }

@@ -5,5 +5,7 @@
  */
 export const usageKey = (baseUrl: string) => ["meterkit", "usage", baseUrl] as const;
 export const packsKey = (baseUrl: string) => ["meterkit", "packs", baseUrl] as const;
+export const historyKey = (baseUrl: string) => ["meterkit", "history", baseUrl] as const;
+export const entriesKey = (baseUrl: string) => ["meterkit", "entries", baseUrl] as const;
 
-export const meterKeys = { all: ["meterkit"] as const, usage: usageKey, packs: packsKey };
+export const meterKeys = { all: ["meterkit"] as const, usage: usageKey, packs: packsKey, history: historyKey, entries: entriesKey };

@@ -6,15 +6,28 @@ export type HeadersOption = HeadersInit | (() => HeadersInit | Promise<HeadersIn
 /** Sends one request to a meter route (path relative to `baseUrl`) with the provider's fetch and headers. */
 export type MeterSend = (path: string, init?: RequestInit) => Promise<Response>;
 /**
- * What a meter route's error answer rejects with: an `Error` with the shape of core's
- * `MeterError` (`code`, `status`, `details`, `name: "MeterError"`). It is not an instance of
- * that class on purpose: the class brings the whole error-code registry, which would add a
- * third to the bytes the balance badge ships. Check `error.code`, not `instanceof`.
+ * What a meter route's error answer rejects with: an `Error` with `code`, `status` and `details`
+ * like core's `MeterError`, and `name: "MeterError"`. It is not core's class on purpose: that
+ * brings the whole error-code registry, a third of the bytes the balance badge ships. Narrow an
+ * unknown error with {@link isMeterError}, which accepts both.
  */
 export interface MeterRequestError extends Error {
+  name: "MeterError";
+  /** The wire code: `"unauthenticated"`, `"unavailable"`, `"limit_reached"`, … */
   code: ErrorCode;
+  /** The HTTP status. */
   status: number;
+  /** The error body's other fields (`counter`, `remaining`, `required` for `limit_reached`). */
   details: ErrorDetails;
+}
+
+/**
+ * True for an error a meter route answered (or core's `MeterError` from `meterkit`), false for
+ * anything else (a network failure is the fetch's own `TypeError`).
+ */
+export function isMeterError(error: unknown): error is MeterRequestError {
+  const e = error as Partial<MeterRequestError> | null;
+  return error instanceof Error && typeof e?.code === "string" && typeof e.status === "number";
 }
 
 /** Calls one meter route; resolves with its JSON or rejects with a `MeterRequestError` (network failures: the fetch error). */

@@ -1,3 +1,4 @@
+import { useMutation, type QueryClient } from "@tanstack/react-query";
 import { useCallback, useEffect, useRef, useState } from "react";
 import { useMeterContext } from "./context.js";
 
@@ -8,64 +9,84 @@ export interface UseCheckoutOptions {
   cancelUrl?: string;
   /** Goes to the Checkout URL. Default: `window.location.assign(url)`. */
   navigate?: (url: string) => void;
-  /** Called when creating the session fails. */
-  onError?: (error: Error) => void;
+  /** Called with the Checkout URL and the pack once the session exists, before navigating. */
+  onSuccess?: (url: string, packId: string) => void;
+  /** Called when creating the session fails (a `MeterRequestError` for an error answer). */
+  onError?: (error: Error, packId: string) => void;
+  /** Use this QueryClient instead of the provider's. */
+  queryClient?: QueryClient;
 }
 
 export interface UseCheckoutResult {
-  /** Posts `/checkout` for the pack, then navigates to the returned URL. Resolves with it. */
+  /** Posts `/checkout` for the pack, then navigates to the returned URL. Resolves with it (`undefined` on error or while busy). */
   checkout: (packId: string) => Promise<string | undefined>;
-  /** `pending` from the click until `navigate` is called, or until the page unloads with the default navigation. */
-  status: "idle" | "pending" | "error";
+  /**
+   * `pending` from the click until `navigate` is called, or until the page unloads with the
+   * default navigation; `success` after a custom `navigate`.
+   */
+  status: "idle" | "pending" | "error" | "success";
+  isPending: boolean;
+  /** The last failure, or `null`. */
   error: Error | null;
+  /** The pack being bought or last bought. */
+  packId: string | undefined;
   reset: () => void;
 }
 
-/** Buys a credit pack through a Stripe Checkout Session the server creates. */
-export function useCheckout({ successUrl, cancelUrl, navigate, onError }: UseCheckoutOptions = {}): UseCheckoutResult {
+/** Buys a credit pack through a Stripe Checkout Session the server creates (a TanStack mutation). */
+export function useCheckout({ successUrl, cancelUrl, navigate, onSuccess, onError, queryClient }: UseCheckoutOptions = {}): UseCheckoutResult {
   const ctx = useMeterContext("useCheckout");
-  const [state, setState] = useState<{ status: UseCheckoutResult["status"]; error: Error | null }>({ status: "idle", error: null });
-  // A double click must not create two sessions.
+  // With the default navigation the page is leaving: stay pending until it is gone.
+  const [leaving, setLeaving] = useState(false);
+  // A double click must not create two sessions; state would be a render too late.
   const busy = useRef(false);
+  const mutation = useMutation(
+    {
+      mutationFn: async (packId: string) =>
+        (
+          await ctx.request<{ url: string }>("/checkout", {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ packId, successUrl, cancelUrl }),
+          })
+        ).url,
+      onSuccess: (url, packId) => {
+        onSuccess?.(url, packId);
+        if (navigate) {
+          busy.current = false;
+          navigate(url);
+        } else {
+          setLeaving(true);
+          window.location.assign(url);
+        }
+      },
+      onError: (error, packId) => {
+        busy.current = false;
+        onError?.(error, packId);
+      },
+    },
+    queryClient ?? ctx.queryClient,
+  );
+  const { mutateAsync, reset: resetMutation } = mutation;
   const checkout = useCallback(
     async (packId: string) => {
       if (busy.current) return undefined;
       busy.current = true;
-      setState({ status: "pending", error: null });
-      try {
-        const { url } = await ctx.request<{ url: string }>("/checkout", {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ packId, successUrl, cancelUrl }),
-        });
-        if (navigate) {
-          navigate(url);
-          busy.current = false;
-          setState({ status: "idle", error: null });
-        } else {
-          // Stays pending while the browser leaves the page.
-          window.location.assign(url);
-        }
-        return url;
-      } catch (e) {
-        const error = e instanceof Error ? e : new Error(String(e));
-        busy.current = false;
-        setState({ status: "error", error });
-        onError?.(error);
-        return undefined;
-      }
+      return mutateAsync(packId).catch(() => undefined);
     },
-    [ctx.request, successUrl, cancelUrl, navigate, onError],
+    [mutateAsync],
   );
   const reset = useCallback(() => {
     busy.current = false;
-    setState({ status: "idle", error: null });
-  }, []);
+    setLeaving(false);
+    resetMutation();
+  }, [resetMutation]);
   useEffect(() => {
     // Back from Stripe, the browser may restore this page from its back/forward cache, still pending.
     const onShow = (e: PageTransitionEvent) => e.persisted && reset();
     window.addEventListener("pageshow", onShow);
     return () => window.removeEventListener("pageshow", onShow);
   }, [reset]);
-  return { checkout, ...state, reset };
+  const status = leaving ? "pending" : mutation.status;
+  return { checkout, status, isPending: status === "pending", error: mutation.error, packId: mutation.variables, reset };
 }

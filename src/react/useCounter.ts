@@ -3,10 +3,15 @@ import { useUsageFor, type UseUsageOptions, type UseUsageResult } from "./useUsa
 
 export type UseCounterOptions = UseUsageOptions;
 
-export interface UseCounterResult extends Omit<UseUsageResult, "counters"> {
-  /** The counter, or `undefined` while loading or when the user's plan has no such counter. */
-  counter: CounterView | undefined;
-}
+/**
+ * `useUsage`'s result with one `counter` instead of `counters`; narrows on `status` the same way.
+ * `counter` is `undefined` while loading, on error, or when the user's plan has no such counter.
+ */
+export type UseCounterResult = UseUsageResult extends infer R
+  ? R extends UseUsageResult
+    ? Omit<R, "counters"> & { counter: CounterView | undefined }
+    : never
+  : never;
 
 /**
  * One counter of the user's usage, by key (`"tokens"`, `"credits"`). Without a key: the plan's
@@ -14,5 +19,5 @@ export interface UseCounterResult extends Omit<UseUsageResult, "counters"> {
  */
 export function useCounter(key?: string, options: UseCounterOptions = {}): UseCounterResult {
   const { counters, ...rest } = useUsageFor("useCounter", options);
-  return { ...rest, counter: counters.find((c) => key == null || c.key == key) };
+  return { ...rest, counter: (counters as CounterView[]).find((c) => key == null || c.key == key) } as UseCounterResult;
 }

@@ -29,6 +29,8 @@ export interface UsePacksResult {
   status: "pending" | "error" | "success";
   isLoading: boolean;
   error: Error | null;
+  /** Fetches `GET /packs` again (the retry of a failed load). */
+  refetch: () => Promise<unknown>;
 }
 
 /** The credit packs on sale. They rarely change, so they are cached for five minutes. */
@@ -49,5 +51,6 @@ export function usePacks({ counter, enabled = true, queryClient }: UsePacksOptio
     status: query.status,
     isLoading: query.isPending && enabled,
     error: query.error,
+    refetch: query.refetch,
   };
 }

@@ -15,8 +15,8 @@ export type {
   StandInEvent,
   RecordedRequest,
 } from "./stripeStandIn/types.js";
-export { createFakeMeter, counter, sampleUsage, samplePacks } from "./createFakeMeter.js";
-export type { FakeMeter, FakeMeterOptions } from "./createFakeMeter.js";
+export { createFakeMeter, counter, sampleUsage, samplePacks, sampleHistory, sampleEntries } from "./createFakeMeter.js";
+export type { FakeMeter, FakeMeterOptions, FakeError } from "./createFakeMeter.js";
 export { startEmbeddedPostgres, freePort } from "./startEmbeddedPostgres.js";
 export type { LocalPostgres, EmbeddedPostgresOptions } from "./startEmbeddedPostgres.js";
 export { createTestDatabase } from "./createTestDatabase.js";

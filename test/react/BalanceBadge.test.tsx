@@ -13,7 +13,7 @@ describe("BalanceBadge", () => {
     await waitFor(() => expect(badge).toHaveTextContent("12,340 tokens left"));
     expect(badge).toHaveAttribute("aria-live", "polite");
     expect(badge).toHaveClass("mk-badge", "mine");
-    expect(badge).toHaveAttribute("data-state", "normal");
+    expect(badge).toHaveAttribute("data-state", "ok");
     expect(badge).toHaveAttribute("data-held");
     expect(badge).toHaveTextContent("1,500 tokens held");
     expect(badge.title).toBe("Tokens: 6,160 tokens used of 20,000 tokens · 1,500 tokens held · renews Dec 1, 2026");
@@ -28,10 +28,12 @@ describe("BalanceBadge", () => {
     expect(badge).toHaveTextContent("2,000 tokens held");
   });
 
-  it("announces to screen readers only once the balance settles, not on every tick", async () => {
+  it("announces the first balance at once, then only once the balance settles, not on every tick", async () => {
     const { meter, container } = renderWithMeter(<BalanceBadge announceDelay={200} />);
     const live = () => container.querySelector(".mk-sr-only")!.textContent;
-    await waitFor(() => expect(live()).toBe("12,340 tokens left"), { timeout: 1000 });
+    await waitFor(() => expect(screen.getByRole("status")).toHaveTextContent("12,340 tokens left"));
+    // No "Loading balance…" left behind once the number is there.
+    expect(live()).toBe("12,340 tokens left");
     for (let i = 2; i <= 5; i++) {
       act(() => meter.push(sampleUsage([counter({ used: 7_660 + i * 100 })], i)));
       await new Promise((r) => setTimeout(r, 50));
@@ -43,16 +45,44 @@ describe("BalanceBadge", () => {
   });
 
   it.each([
-    ["low", counter({ used: 18_500 }), "1,500 tokens left"],
-    ["empty", counter({ used: 20_000 }), "0 tokens left"],
-  ])("shows the %s state", async (state, c, text) => {
-    renderWithMeter(<BalanceBadge />, { usage: sampleUsage([c]) });
+    ["low", counter({ used: 18_500 }), "1,500 tokens left", "!", "Running low"],
+    ["empty", counter({ used: 20_000 }), "0 tokens left", "×", "Used up"],
+  ])("shows the %s state with an icon and says it, not by colour alone", async (state, c, text, icon, said) => {
+    const { container } = renderWithMeter(<BalanceBadge />, { usage: sampleUsage([c]) });
     await waitFor(() => expect(screen.getByRole("status")).toHaveAttribute("data-state", state));
     expect(screen.getByRole("status")).toHaveTextContent(text);
+    expect(container.querySelector(".mk-badge-icon")).toHaveTextContent(icon);
+    expect(container.querySelector(".mk-sr-only")).toHaveTextContent(`${text}. ${said}`);
+  });
+
+  it("shows an unlimited counter as Unlimited", async () => {
+    renderWithMeter(<BalanceBadge />, { usage: sampleUsage([counter({ quota: null, used: 9_000_000 })]) });
+    await waitFor(() => expect(screen.getByRole("status")).toHaveAttribute("data-state", "unlimited"));
+    expect(screen.getByRole("status")).toHaveTextContent("Unlimited");
+    expect(screen.getByRole("status")).not.toHaveTextContent(/left/);
+    expect(screen.getByRole("status").title).toBe("Tokens: 9,000,000 tokens used of Unlimited · renews Dec 1, 2026");
+  });
+
+  it("forwards its ref, merges style, and takes a node from formatLabel", async () => {
+    const ref = { current: null as HTMLSpanElement | null };
+    renderWithMeter(<BalanceBadge ref={ref} style={{ color: "red" }} formatLabel={({ remaining }) => <strong>{remaining}</strong>} />);
+    const badge = screen.getByRole("status");
+    expect(ref.current).toBe(badge);
+    expect(badge.style.color).toBe("red");
+    await waitFor(() => expect(badge.querySelector("strong")).toHaveTextContent("12,340 tokens"));
+  });
+
+  it("speaks the provider's language: messages, plural unit names, <bdi> around amounts", async () => {
+    const { container } = renderWithMeter(<BalanceBadge />, {
+      usage: sampleUsage([counter({ quota: 1, used: 0 })]),
+      provider: { locale: "de-DE", messages: { badgeLabel: "noch {remaining}", units: { tokens: { one: "Token", other: "Tokens" } } } },
+    });
+    await waitFor(() => expect(screen.getByRole("status")).toHaveTextContent("noch 1 Token"));
+    expect(container.querySelector(".mk-badge-text bdi")).toHaveTextContent("1 Token");
   });
 
   it("shows the error state when the balance cannot be loaded", async () => {
-    renderWithMeter(<BalanceBadge errorLabel="No balance" />, { usageError: { status: 503, code: "unavailable", message: "down" } });
+    renderWithMeter(<BalanceBadge />, { usageError: { status: 503, code: "unavailable", message: "down" }, provider: { messages: { badgeError: "No balance" } } });
     await waitFor(() => expect(screen.getByRole("status")).toHaveAttribute("data-state", "error"));
     expect(screen.getByRole("status")).toHaveTextContent("No balance");
   });
@@ -84,5 +114,9 @@ describe("formatAmount", () => {
     expect(formatAmount(1234, "cents", { locale: "en-US", currency: "jpy" })).toBe("¥1,234");
     expect(formatAmount(1, "tokens", { locale: "en-US" })).toBe("1 token");
     expect(formatAmount(250_000, "credits", { locale: "en-US" })).toBe("250K credits");
+    expect(formatAmount(2, "tokens", { locale: "en-US" })).toBe("2 tokens");
+    // Arabic has six plural categories; each gets its own name.
+    const units = { tokens: { zero: "z", one: "o", two: "t", few: "f", many: "m", other: "x" } };
+    expect([0, 1, 2, 3, 11, 100].map((n) => formatAmount(n, "tokens", { locale: "ar", units, compact: false }).split(" ")[1])).toEqual(["z", "o", "t", "f", "m", "x"]);
   });
 });

@@ -3,7 +3,7 @@ import { userEvent } from "@testing-library/user-event";
 import { useState } from "react";
 import { describe, expect, it, vi } from "vitest";
 import { LimitReachedError } from "../../src/core/errors.js";
-import { LimitReachedDialog, meteredFetch, useLimitReached, useMeteredFetch } from "../../src/react/index.js";
+import { createLimitReachedStore, LimitReachedDialog, withLimitReached, useMeteredFetch } from "../../src/react/index.js";
 import { counter, sampleUsage } from "../../src/testing/index.js";
 import { renderWithMeter } from "./render.js";
 
@@ -46,12 +46,20 @@ describe("LimitReachedDialog", () => {
     await waitFor(() => expect(navigate).toHaveBeenCalledWith("https://checkout.example/session/pack_small"));
   });
 
-  it("an uncontrolled dialog opened by useLimitReached().open() closes on useLimitReached().close()", async () => {
-    renderWithMeter(<LimitReachedDialog />, { usage, provider: { live: false } });
-    act(() => useLimitReached.getState().open(limitReached));
+  it("an uncontrolled dialog opened by the store's open() closes on its close()", async () => {
+    const { store } = renderWithMeter(<LimitReachedDialog />, { usage, provider: { live: false } });
+    act(() => store.getState().open(limitReached));
     expect(await screen.findByRole("dialog")).toBeInTheDocument();
-    act(() => useLimitReached.getState().close());
+    act(() => store.getState().close());
     await waitFor(() => expect(screen.queryByRole("dialog")).toBeNull());
+  });
+
+  it("never opens for an unlimited counter", async () => {
+    const { store } = renderWithMeter(<LimitReachedDialog />, { usage: sampleUsage([counter({ quota: null })]), provider: { live: false } });
+    await new Promise((r) => setTimeout(r, 30)); // usage loaded
+    act(() => store.getState().open({ counter: "tokens", remaining: 0, required: 10 }));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(screen.queryByRole("dialog")).toBeNull();
   });
 
   it("opened by hand while credit remains, it offers packs instead of announcing a limit", async () => {
@@ -62,7 +70,7 @@ describe("LimitReachedDialog", () => {
   });
 
   it("traps focus, closes on Escape and returns focus to where it was", async () => {
-    renderWithMeter(
+    const { store } = renderWithMeter(
       <>
         <Chat />
         <LimitReachedDialog />
@@ -75,7 +83,8 @@ describe("LimitReachedDialog", () => {
     await within(dialog).findByRole("button", { name: /Starter/ });
     const buttons = within(dialog).getAllByRole("button");
     expect(buttons.map((b) => b.textContent)).toEqual([expect.stringMatching(/^Starter/), expect.stringMatching(/^Pro/), "Not now"]);
-    expect(dialog).toContainElement(document.activeElement as HTMLElement);
+    // The documented first-focus rule: the close button, whether the packs are loaded or not.
+    expect(buttons[2]).toHaveFocus();
     buttons[2]!.focus();
     await userEvent.tab();
     expect(buttons[0]).toHaveFocus();
@@ -84,7 +93,7 @@ describe("LimitReachedDialog", () => {
     await userEvent.keyboard("{Escape}");
     expect(screen.queryByRole("dialog")).toBeNull();
     expect(send).toHaveFocus();
-    expect(useLimitReached.getState().isOpen).toBe(false);
+    expect(store.getState().isOpen).toBe(false);
   });
 
   it("says so when no pack is for sale, and the close button closes it", async () => {
@@ -108,8 +117,8 @@ describe("LimitReachedDialog", () => {
         </>
       );
     }
-    renderWithMeter(<App />, { usage });
-    act(() => useLimitReached.getState().open(new LimitReachedError({ counter: "tokens", remaining: 0, required: 10 })));
+    const { store } = renderWithMeter(<App />, { usage });
+    act(() => store.getState().open(new LimitReachedError({ counter: "tokens", remaining: 0, required: 10 })));
     expect(onOpenChange).toHaveBeenCalledWith(true);
     expect(screen.queryByRole("dialog")).toBeNull(); // the app has not said yes
     await userEvent.click(screen.getByRole("button", { name: "Allow" }));
@@ -119,19 +128,71 @@ describe("LimitReachedDialog", () => {
     expect(screen.queryByRole("dialog")).toBeNull();
   });
 
-  it("opens from meteredFetch outside React and from useLimitReached().open()", async () => {
-    const original = globalThis.fetch;
-    globalThis.fetch = vi.fn(async () => new Response(JSON.stringify({ error: { code: "limit_reached", message: "No.", ...limitReached } }), { status: 402 }));
-    try {
-      const res = await meteredFetch("/api/chat");
-      expect(res.status).toBe(402);
-      expect(await res.json()).toMatchObject({ error: { code: "limit_reached" } }); // body still readable
-      expect(useLimitReached.getState()).toMatchObject({ isOpen: true, info: limitReached });
-    } finally {
-      globalThis.fetch = original;
-    }
-    renderWithMeter(<LimitReachedDialog />, { usage });
+  it("opens from withLimitReached outside React, through a store given to the provider", async () => {
+    const store = createLimitReachedStore();
+    const onLimitReached = vi.fn();
+    const fetch402 = vi.fn(async () => new Response(JSON.stringify({ error: { code: "limit_reached", message: "No.", ...limitReached } }), { status: 402 }));
+    const res = await withLimitReached(fetch402, store, onLimitReached)("/api/chat");
+    expect(res.status).toBe(402);
+    expect(await res.json()).toMatchObject({ error: { code: "limit_reached" } }); // body still readable
+    expect(store.getState()).toMatchObject({ isOpen: true, info: limitReached });
+    expect(onLimitReached.mock.calls[0]![0]).toBeInstanceOf(LimitReachedError);
+    renderWithMeter(<LimitReachedDialog />, { usage, provider: { limitReachedStore: store } });
     expect(await screen.findByRole("dialog", { name: "Tokens limit reached" })).toBeInTheDocument();
+  });
+
+  it("useMeteredFetch calls onLimitReached with the error", async () => {
+    const onLimitReached = vi.fn();
+    function Send() {
+      const f = useMeteredFetch({ onLimitReached });
+      return (
+        <button type="button" onClick={() => void f("/api/chat", { method: "POST" })}>
+          Go
+        </button>
+      );
+    }
+    renderWithMeter(<Send />, { usage, limitReached, provider: { live: false } });
+    await userEvent.click(screen.getByRole("button", { name: "Go" }));
+    await waitFor(() => expect(onLimitReached).toHaveBeenCalledOnce());
+    expect(onLimitReached.mock.calls[0]![0]).toMatchObject({ code: "limit_reached", required: 1_500 });
+  });
+
+  it("stays mounted with data-state=closed while its exit animation runs, then unmounts", async () => {
+    const style = document.createElement("style");
+    style.textContent = '.mk-dialog[data-state="closed"] { animation-name: out; animation-duration: 100ms; }';
+    document.head.append(style);
+    try {
+      renderWithMeter(<LimitReachedDialog defaultOpen />, { usage });
+      const dialog = await screen.findByRole("dialog");
+      expect(dialog).toHaveAttribute("data-state", "open");
+      await userEvent.click(within(dialog).getByRole("button", { name: "Not now" }));
+      expect(dialog).toBeInTheDocument();
+      expect(dialog).toHaveAttribute("data-state", "closed");
+      // The end of another animation (the opening one, the backdrop's) does not count.
+      act(() => void dialog.dispatchEvent(Object.assign(new Event("animationcancel"), { animationName: "in" })));
+      expect(dialog).toBeInTheDocument();
+      act(() => void dialog.dispatchEvent(Object.assign(new Event("animationend"), { animationName: "out" })));
+      expect(dialog).not.toBeInTheDocument();
+    } finally {
+      style.remove();
+    }
+  });
+
+  it("forwards its ref to the <dialog> and merges style", async () => {
+    const ref = { current: null as HTMLDialogElement | null };
+    renderWithMeter(<LimitReachedDialog ref={ref} defaultOpen style={{ maxWidth: 300 }} />, { usage });
+    const dialog = await screen.findByRole("dialog");
+    expect(ref.current).toBe(dialog);
+    expect(dialog.style.maxWidth).toBe("300px");
+  });
+
+  it("retries a failed packs load from its alert", async () => {
+    const { meter } = renderWithMeter(<LimitReachedDialog defaultOpen />, { usage, packsError: { status: 503, code: "unavailable", message: "down" } });
+    const alert = await screen.findByRole("alert");
+    expect(alert).toHaveTextContent("Packs could not be loaded.");
+    meter.recover();
+    await userEvent.click(within(alert).getByRole("button", { name: "Try again" }));
+    expect(await screen.findByRole("button", { name: /Starter/ })).toBeInTheDocument();
   });
 
   it("puts className and classNames on its parts", async () => {

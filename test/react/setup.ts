@@ -1,10 +1,9 @@
 import "@testing-library/jest-dom/vitest";
 import { cleanup } from "@testing-library/react";
 import { afterEach } from "vitest";
-import { useLimitReached } from "../../src/react/index.js";
 
 afterEach(() => {
-  // Only the DOM environment has something to unmount; SSR tests run in node.
+  // Only the DOM environment has something to unmount; SSR tests run in node. Each provider
+  // has its own limit store, so there is no page-wide state to reset.
   if (typeof document !== "undefined") cleanup();
-  useLimitReached.setState({ isOpen: false, info: null });
 });

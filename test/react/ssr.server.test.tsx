@@ -2,8 +2,8 @@
 import { QueryClient } from "@tanstack/react-query";
 import { renderToString } from "react-dom/server";
 import { describe, expect, it } from "vitest";
-import { BalanceBadge, BuyCreditsButton, LimitReachedDialog, MeterProvider, meterKeys } from "../../src/react/index.js";
-import { sampleUsage } from "../../src/testing/index.js";
+import { BalanceBadge, BuyCreditsButton, CreditPacks, LimitReachedDialog, MeterProvider, UsageHistory, UsageMeter, meterKeys } from "../../src/react/index.js";
+import { counter, sampleEntries, sampleHistory, samplePacks, sampleUsage } from "../../src/testing/index.js";
 
 export function renderApp(queryClient: QueryClient) {
   return renderToString(
@@ -15,6 +15,26 @@ export function renderApp(queryClient: QueryClient) {
   );
 }
 
+/** The usage components from a cache the server filled (or an empty one). */
+function renderUsage(queryClient: QueryClient, messages?: Record<string, string>) {
+  return renderToString(
+    <MeterProvider baseUrl="/api/meter" queryClient={queryClient} locale="en-US" messages={messages}>
+      <UsageMeter />
+      <CreditPacks />
+      <UsageHistory days={7} pageSize={20} />
+    </MeterProvider>,
+  );
+}
+
+function filled() {
+  const queryClient = new QueryClient();
+  queryClient.setQueryData(meterKeys.usage("/api/meter"), sampleUsage([counter({ used: 6_000, held: 1_500 })]));
+  queryClient.setQueryData(meterKeys.packs("/api/meter"), samplePacks);
+  queryClient.setQueryData([...meterKeys.history("/api/meter"), 7], { days: sampleHistory(7) });
+  queryClient.setQueryData([...meterKeys.entries("/api/meter"), 20], { pages: [{ entries: sampleEntries(4), nextCursor: null }], pageParams: [""] });
+  return queryClient;
+}
+
 describe("server rendering", () => {
   it("renders without window or document, from a cache the server filled", () => {
     expect(typeof window).toBe("undefined");
@@ -23,7 +43,7 @@ describe("server rendering", () => {
     queryClient.setQueryData(meterKeys.usage("/api/meter"), sampleUsage());
     const html = renderApp(queryClient);
     expect(html).toContain("12,340 tokens left");
-    expect(html).toContain('data-state="normal"');
+    expect(html).toContain('data-state="ok"');
     expect(html).toContain("Buy credits");
     expect(html).not.toContain("<dialog");
   });
@@ -32,5 +52,23 @@ describe("server rendering", () => {
     const html = renderApp(new QueryClient());
     expect(html).toContain("Loading balance…");
     expect(html).toContain('data-state="loading"');
+  });
+
+  it("renders UsageMeter, CreditPacks and UsageHistory from a filled cache", () => {
+    const html = renderUsage(filled());
+    expect(html).toContain('role="meter"');
+    expect(html).toContain('aria-valuenow="7500"');
+    expect(html).toContain("Starter · <bdi>100,000 tokens</bdi> · <bdi>$5.00</bdi>".replace("Starter · ", "<bdi>Starter</bdi> · "));
+    expect(html).toContain("mk-history-bar-today");
+    expect((html.match(/<rect /g) ?? []).length).toBe(7);
+    expect(html).toContain('data-kind="grant"');
+  });
+
+  it("renders the usage components' loading states from an empty cache, in the provider's language", () => {
+    const html = renderUsage(new QueryClient(), { meterLoading: "Lade Nutzung…", packsLoading: "Lade Pakete…", historyLoading: "Lade Verlauf…" });
+    expect(html).toContain("Lade Nutzung…");
+    expect(html).toContain("Lade Pakete…");
+    expect(html).toContain("Lade Verlauf…");
+    expect(html.match(/data-state="loading"/g)).toHaveLength(3);
   });
 });

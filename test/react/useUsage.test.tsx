@@ -1,8 +1,18 @@
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { act, render, renderHook, screen, waitFor } from "@testing-library/react";
-import type { ReactNode } from "react";
+import { userEvent } from "@testing-library/user-event";
+import { Suspense, type ReactNode } from "react";
 import { describe, expect, it, vi } from "vitest";
-import { MeterProvider, meterKeys, useCounter, useUsage } from "../../src/react/index.js";
+import {
+  isMeterError,
+  LimitReachedDialog,
+  MeterProvider,
+  meterKeys,
+  useCounter,
+  useMeteredFetch,
+  useSuspenseUsage,
+  useUsage,
+} from "../../src/react/index.js";
 import { counter, createFakeMeter, sampleUsage } from "../../src/testing/index.js";
 
 function setup(options: Parameters<typeof createFakeMeter>[0] = {}, provider: Record<string, unknown> = {}) {
@@ -24,7 +34,7 @@ describe("useUsage", () => {
     expect(result.current.isLoading).toBe(true);
     await waitFor(() => expect(result.current.status).toBe("success"));
     const [tokens] = result.current.counters;
-    expect(tokens).toMatchObject({ key: "tokens", remaining: 12_340, used: 7_160, held: 500, quota: 20_000, granted: 0, total: 20_000, level: "normal" });
+    expect(tokens).toMatchObject({ key: "tokens", remaining: 12_340, used: 7_160, held: 500, quota: 20_000, granted: 0, total: 20_000, level: "ok" });
     expect(tokens!.fractionUsed).toBeCloseTo(0.383);
     expect(tokens!.periodEnd).toEqual(new Date("2026-12-01T00:00:00.000Z"));
   });
@@ -128,5 +138,72 @@ describe("live updates", () => {
     renderHook(() => useUsage(), { wrapper });
     await waitFor(() => expect(meter.requests.filter((r) => r.url.endsWith("/usage")).length).toBeGreaterThan(2));
     expect(meter.requests.some((r) => r.url.endsWith("/stream"))).toBe(false);
+  });
+});
+
+describe("one limit store per provider", () => {
+  it("two providers on one page are independent: a 402 in one opens only its own dialog", async () => {
+    const limited = createFakeMeter({ usage: sampleUsage([counter({ used: 19_900 })]), limitReached: { counter: "tokens", remaining: 100, required: 1_500 } });
+    const fine = createFakeMeter();
+    const Send = ({ name }: { name: string }) => {
+      const f = useMeteredFetch();
+      return (
+        <button type="button" onClick={() => void f("/api/chat", { method: "POST" })}>
+          {name}
+        </button>
+      );
+    };
+    const app = (meter: ReturnType<typeof createFakeMeter>, name: string) => (
+      <MeterProvider baseUrl={`/${name}`} fetch={meter.fetch} queryClient={new QueryClient()} live={false} locale="en-US">
+        <Send name={`send ${name}`} />
+        <LimitReachedDialog className={name} />
+      </MeterProvider>
+    );
+    render(
+      <>
+        {app(limited, "a")}
+        {app(fine, "b")}
+      </>,
+    );
+    await userEvent.click(screen.getByRole("button", { name: "send b" }));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(screen.queryByRole("dialog")).toBeNull();
+    await userEvent.click(screen.getByRole("button", { name: "send a" }));
+    const dialog = await screen.findByRole("dialog");
+    expect(dialog).toHaveClass("a");
+    expect(document.querySelectorAll("dialog")).toHaveLength(1);
+  });
+});
+
+describe("typed results", () => {
+  it("passes queryOptions through to TanStack Query (enabled: false never fetches)", async () => {
+    const { wrapper, meter } = setup({}, { live: false });
+    const { result } = renderHook(() => useUsage({ queryOptions: { enabled: false } }), { wrapper });
+    await new Promise((r) => setTimeout(r, 30));
+    expect(result.current.status).toBe("pending");
+    expect(meter.requests).toHaveLength(0);
+  });
+
+  it("an error answer is a MeterRequestError that isMeterError recognises; a network failure is not", async () => {
+    const { wrapper } = setup({ usageError: { status: 503, code: "unavailable", message: "down" } }, { live: false });
+    const { result } = renderHook(() => useUsage(), { wrapper });
+    await waitFor(() => expect(result.current.isError).toBe(true));
+    expect(result.current.error).toMatchObject({ name: "MeterError", code: "unavailable", status: 503 });
+    expect(isMeterError(result.current.error)).toBe(true);
+    expect(isMeterError(new TypeError("Failed to fetch"))).toBe(false);
+  });
+
+  it("useSuspenseUsage suspends until loaded, then has data", async () => {
+    const meter = createFakeMeter();
+    const Probe = () => <span>{useSuspenseUsage().counters[0]!.key}</span>;
+    render(
+      <MeterProvider baseUrl="/api/meter" fetch={meter.fetch} queryClient={new QueryClient()} live={false}>
+        <Suspense fallback={<span>waiting</span>}>
+          <Probe />
+        </Suspense>
+      </MeterProvider>,
+    );
+    expect(screen.getByText("waiting")).toBeInTheDocument();
+    expect(await screen.findByText("tokens")).toBeInTheDocument();
   });
 });

@@ -2,6 +2,7 @@ import { MeterError } from "../../core/errors.js";
 import type { Meter } from "../createMeter.js";
 import { internalsOf } from "../internals.js";
 import { readBody, readJsonObject } from "./body.js";
+import { HISTORY_ROUTES } from "./historyRoutes.js";
 import { json } from "./respond.js";
 
 /** Who may call a route: the identified browser user, a holder of a secret key, or Stripe. */
@@ -65,6 +66,7 @@ export const ROUTES: Route[] = [
     audience: "browser",
     run: (c) => c.stream(c.userId),
   },
+  ...HISTORY_ROUTES,
   {
     path: ["packs"],
     method: "GET",

@@ -1,0 +1,151 @@
+import type { MeterMessages } from "../src/react/index.js";
+
+/** Every string of the kit in German: the `de` stories show nothing in English. */
+export const de: MeterMessages = {
+  units: { tokens: { one: "Token", other: "Tokens" }, requests: { one: "Anfrage", other: "Anfragen" } },
+  labels: { tokens: "Tokens" },
+  unlimited: "Unbegrenzt",
+  badgeLabel: "noch {remaining}",
+  badgeHeld: "{held} reserviert",
+  badgeLoading: "Guthaben wird geladen …",
+  badgeError: "Guthaben nicht verfügbar",
+  badgeTitle: "{label}: {used} verbraucht von {total}",
+  badgeTitleHeld: "{held} reserviert",
+  badgeTitleRenews: "erneuert am {date}",
+  stateLow: "Fast aufgebraucht",
+  stateEmpty: "Aufgebraucht",
+  buy: "Guthaben kaufen",
+  buyPending: "Kasse wird geöffnet …",
+  dialogTitle: "{label}: Limit erreicht",
+  dialogTitleMore: "Mehr {units} kaufen",
+  dialogNeeds: "Benötigt werden {required}; du hast noch {remaining}.",
+  dialogLeft: "Du hast noch {remaining}.",
+  dialogUsedUp: "Du hast alle deine {units} verbraucht.",
+  dialogRenews: "Dein Kontingent erneuert sich am {date}.",
+  dialogBuyNow: "Kaufe mehr, um jetzt weiterzumachen.",
+  dialogBuyAnytime: "Du kannst jederzeit mehr kaufen.",
+  dialogClose: "Jetzt nicht",
+  packsLabel: "Guthabenpakete",
+  pack: "{label} · {amount} · {price}",
+  packsLoading: "Pakete werden geladen …",
+  packsError: "Die Pakete konnten nicht geladen werden.",
+  packsEmpty: "Zurzeit sind keine Pakete erhältlich.",
+  retry: "Erneut versuchen",
+  meterLabel: "{label} verbraucht",
+  meterUsed: "{amount} verbraucht",
+  meterHeld: "{amount} reserviert",
+  meterLeft: "noch {amount} von {total}",
+  meterGranted: "inkl. {amount} gekauft",
+  meterRenews: "Erneuert am {date}",
+  meterLoading: "Verbrauch wird geladen …",
+  meterError: "Der Verbrauch konnte nicht geladen werden.",
+  historyChartTitle: { one: "{label} pro Tag (UTC), letzter Tag", other: "{label} pro Tag (UTC), letzte {count} Tage" },
+  historyToday: "Heute",
+  historyNoUsage: "Kein Verbrauch in diesem Zeitraum.",
+  historyEntries: "Buchungen",
+  historyNoEntries: "Noch keine Buchungen.",
+  historyMore: "Ältere Buchungen zeigen",
+  historyLoading: "Verlauf wird geladen …",
+  historyError: "Der Verlauf konnte nicht geladen werden.",
+  historyTime: "Zeit",
+  historyKind: "Art",
+  historyAmount: "Menge",
+  historyModel: "Modell",
+  kinds: {
+    reserve: "reserviert",
+    commit: "berechnet",
+    returned: "zurückgegeben",
+    release: "freigegeben",
+    expire: "abgelaufen",
+    track: "berechnet",
+    refund: "erstattet",
+    grant: "gutgeschrieben",
+    adjust: "korrigiert",
+    clawback: "zurückgebucht",
+  },
+};
+
+/** Every string of the kit in Arabic (right to left, six plural categories). */
+export const ar: MeterMessages = {
+  units: {
+    tokens: { zero: "رمز", one: "رمز", two: "رمزان", few: "رموز", many: "رمزًا", other: "رمز" },
+    requests: { zero: "طلب", one: "طلب", two: "طلبان", few: "طلبات", many: "طلبًا", other: "طلب" },
+  },
+  labels: { tokens: "الرموز" },
+  unlimited: "غير محدود",
+  badgeLabel: "متبقٍ {remaining}",
+  badgeHeld: "محجوز {held}",
+  badgeLoading: "جارٍ تحميل الرصيد…",
+  badgeError: "الرصيد غير متاح",
+  badgeTitle: "{label}: استُخدم {used} من {total}",
+  badgeTitleHeld: "محجوز {held}",
+  badgeTitleRenews: "يتجدد في {date}",
+  stateLow: "الرصيد منخفض",
+  stateEmpty: "نفد الرصيد",
+  buy: "شراء رصيد",
+  buyPending: "جارٍ فتح صفحة الدفع…",
+  dialogTitle: "تم بلوغ حد {label}",
+  dialogTitleMore: "شراء المزيد من {units}",
+  dialogNeeds: "يتطلب هذا {required}؛ متبقٍ لديك {remaining}.",
+  dialogLeft: "متبقٍ لديك {remaining}.",
+  dialogUsedUp: "لقد استخدمت كل {units}.",
+  dialogRenews: "تتجدد حصتك في {date}.",
+  dialogBuyNow: "اشترِ المزيد للمتابعة الآن.",
+  dialogBuyAnytime: "يمكنك شراء المزيد متى شئت.",
+  dialogClose: "ليس الآن",
+  packsLabel: "باقات الرصيد",
+  pack: "{label} · {amount} · {price}",
+  packsLoading: "جارٍ تحميل الباقات…",
+  packsError: "تعذّر تحميل الباقات.",
+  packsEmpty: "لا توجد باقات متاحة حاليًا.",
+  retry: "إعادة المحاولة",
+  meterLabel: "المستخدم من {label}",
+  meterUsed: "مستخدم {amount}",
+  meterHeld: "محجوز {amount}",
+  meterLeft: "متبقٍ {amount} من {total}",
+  meterGranted: "منها {amount} مشتراة",
+  meterRenews: "يتجدد في {date}",
+  meterLoading: "جارٍ تحميل الاستخدام…",
+  meterError: "تعذّر تحميل الاستخدام.",
+  historyChartTitle: { zero: "{label} يوميًا (UTC)", one: "{label} يوميًا (UTC)، آخر يوم", two: "{label} يوميًا (UTC)، آخر يومين", few: "{label} يوميًا (UTC)، آخر {count} أيام", many: "{label} يوميًا (UTC)، آخر {count} يومًا", other: "{label} يوميًا (UTC)، آخر {count} يوم" },
+  historyToday: "اليوم",
+  historyNoUsage: "لا استخدام في هذه الفترة.",
+  historyEntries: "قيود السجل",
+  historyNoEntries: "لا توجد قيود بعد.",
+  historyMore: "عرض القيود الأقدم",
+  historyLoading: "جارٍ تحميل السجل…",
+  historyError: "تعذّر تحميل السجل.",
+  historyTime: "الوقت",
+  historyKind: "القيد",
+  historyAmount: "الكمية",
+  historyModel: "النموذج",
+  kinds: {
+    reserve: "محجوز",
+    commit: "محتسب",
+    returned: "مُعاد",
+    release: "مُحرَّر",
+    expire: "منتهٍ",
+    track: "محتسب",
+    refund: "مُسترد",
+    grant: "مُضاف",
+    adjust: "مُعدَّل",
+    clawback: "مسحوب",
+  },
+};
+
+/** The kit's English words: none may show (text, names, titles) in a translated story. */
+const ENGLISH = /\b(left|held|used|Loading|Buy|credits?|tokens?|Not now|Try again|Unlimited|limit|packs?|[Rr]enews?|Today|entries|Time|Amount|Model|charged|returned|Running low|Used up)\b/;
+
+/** Fails if `root` shows or names anything in English (visible text, aria-label, title, aria-valuetext). */
+export function englishIn(root: Element): string[] {
+  const found: string[] = [];
+  const text = (root as HTMLElement).innerText ?? root.textContent ?? "";
+  if (ENGLISH.test(text)) found.push(`text: ${ENGLISH.exec(text)![0]} in "${text.slice(0, 200)}"`);
+  for (const el of [root, ...root.querySelectorAll("*")]) {
+    for (const attr of ["aria-label", "title", "aria-valuetext"]) {
+      const v = el.getAttribute(attr);
+      if (v && ENGLISH.test(v)) found.push(`${attr}: ${v}`);
+    }
+  }
+  return found;
+}

@@ -38,6 +38,9 @@ import { ttlMs } from "./validate.js";
 import type { StripeOptions } from "./stripe/config.js";
 import { createStripeBilling } from "./stripe/createStripeBilling.js";
 import { stripeNotConfigured, type SyncStripeMetersOptions, type SyncStripeMetersResult } from "./stripe/syncStripeMeters.js";
+import { autoTopUpEvents } from "./autoTopUp/autoTopUpEvents.js";
+import { createAutoTopUp, type AutoTopUpEngine } from "./autoTopUp/createAutoTopUp.js";
+import type { AutoTopUpApi, AutoTopUpOptions } from "./autoTopUp/types.js";
 
 export interface CreateMeterOptions {
   /** A PostgreSQL connection string, or a `pg.Pool` the app already has (then `close()` leaves it open). */
@@ -72,6 +75,12 @@ export interface CreateMeterOptions {
    * (the billing routes answer `not_found`).
    */
   stripe?: StripeOptions;
+  /**
+   * Auto top-up (opt-in per user and counter through `meter.autoTopUp.set`): the worker's
+   * timer, lease and timeouts (see docs/auto-top-up.md). Needs `stripe`. Default: none (the
+   * after-commit observation is off and `meter.autoTopUp` throws `not_found`).
+   */
+  autoTopUp?: AutoTopUpOptions;
 }
 
 /** The ledger: the `MeterApi` operations plus administration. */
@@ -104,6 +113,8 @@ export interface Meter extends MeterApi {
    * another origin sends as `Authorization: Bearer <token>` to the browser routes. Needs `browserTokenSecret`.
    */
   browserToken(userId: string, options?: BrowserTokenOptions): string;
+  /** Auto top-up: settings, the card-saving Checkout, and the worker (`run`). See docs/auto-top-up.md. */
+  readonly autoTopUp: AutoTopUpApi;
   /** Stops the sweeper and closes the pool this meter created. */
   close(): Promise<void>;
   /** The pool, schema and configuration, for the HTTP handler and extensions. */
@@ -159,7 +170,10 @@ export function createMeter(options: CreateMeterOptions): Meter {
       });
       return synced;
     },
-    announce: (userId) => notifier.announce(userId),
+    announce: (userId) => {
+      notifier.announce(userId);
+      autoTopUp?.changed(userId); // after commit: may arm a top-up (off the ledger's hot path)
+    },
   };
   const notifier = createNotifier(pool, `meterkit:${schemaName}`);
 
@@ -174,6 +188,16 @@ export function createMeter(options: CreateMeterOptions): Meter {
   }
 
   const stripe = options.stripe ? createStripeBilling({ pool, schema, schemaName, config, ledger }, options.stripe) : null;
+  const autoTopUp: AutoTopUpEngine | null =
+    options.autoTopUp && stripe ? createAutoTopUp({ pool, schema, schemaName, config, ledger }, stripe.config, options.autoTopUp) : null;
+  if (options.autoTopUp && !stripe) throw new MeterError("invalid_request", "createMeter: `autoTopUp` needs `stripe` (a client and packs).", { field: "autoTopUp" });
+  if (autoTopUp && stripe) {
+    stripe.addEventHandler(autoTopUpEvents({ pool, schema, config, ledger, alerts: () => false }, stripe.config, autoTopUp, () => {}));
+    onClose.push(async () => {
+      autoTopUp.stop();
+      await autoTopUp.flush();
+    });
+  }
 
   let closed = false;
   return {
@@ -202,6 +226,7 @@ export function createMeter(options: CreateMeterOptions): Meter {
     usageByDay: (userId, o) => usageByDay(ledger, userId, o),
     syncStripeMeters: (o) => (stripe ? stripe.syncMeters(o) : Promise.reject(stripeNotConfigured())),
     browserToken: (userId, o) => signBrowserToken(tokenSecrets, schemaName, userId, o),
+    autoTopUp: autoTopUp ?? createAutoTopUp({ pool, schema, schemaName, config, ledger }, null, { interval: 0 }),
     async close() {
       if (closed) return;
       closed = true;

@@ -8,6 +8,8 @@ export type {
   StripeStandIn,
   StripeStandInOptions,
   StandInFailure,
+  StandInCard,
+  StandInPaymentIntent,
   StandInSession,
   StandInMeterEvent,
   StandInDelivery,

@@ -24,7 +24,7 @@ export interface CheckoutInput {
  * A browser-supplied redirect URL: accepted only on a configured origin, so that checkout can
  * never send a user to someone else's site. Absent → the configured URL.
  */
-function redirectUrl(value: unknown, name: string, fallback: string | null, origins: Set<string>): string {
+export function redirectUrl(value: unknown, name: string, fallback: string | null, origins: Set<string>): string {
   if (value === undefined || value === null) {
     if (!fallback) throw new MeterError("internal", `createMeter({ stripe }) has no ${name}.`);
     return fallback;

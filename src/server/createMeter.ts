@@ -41,6 +41,8 @@ import { stripeNotConfigured, type SyncStripeMetersOptions, type SyncStripeMeter
 import { autoTopUpEvents } from "./autoTopUp/autoTopUpEvents.js";
 import { createAutoTopUp, type AutoTopUpEngine } from "./autoTopUp/createAutoTopUp.js";
 import type { AutoTopUpApi, AutoTopUpOptions } from "./autoTopUp/types.js";
+import { createAlerts, type AlertsEngine } from "./alerts/createAlerts.js";
+import type { AlertsApi, AlertsOptions } from "./alerts/types.js";
 
 export interface CreateMeterOptions {
   /** A PostgreSQL connection string, or a `pg.Pool` the app already has (then `close()` leaves it open). */
@@ -81,6 +83,11 @@ export interface CreateMeterOptions {
    * after-commit observation is off and `meter.autoTopUp` throws `not_found`).
    */
   autoTopUp?: AutoTopUpOptions;
+  /**
+   * Balance alerts (thresholds per counter) and auto top-up outcomes, to a callback and a
+   * signed webhook, from an outbox (see docs/auto-top-up.md). Default: none.
+   */
+  alerts?: AlertsOptions;
 }
 
 /** The ledger: the `MeterApi` operations plus administration. */
@@ -115,6 +122,8 @@ export interface Meter extends MeterApi {
   browserToken(userId: string, options?: BrowserTokenOptions): string;
   /** Auto top-up: settings, the card-saving Checkout, and the worker (`run`). See docs/auto-top-up.md. */
   readonly autoTopUp: AutoTopUpApi;
+  /** Delivers queued alerts (`run`); the meter's timer calls it unless `alerts.interval` is 0. */
+  readonly alerts: AlertsApi;
   /** Stops the sweeper and closes the pool this meter created. */
   close(): Promise<void>;
   /** The pool, schema and configuration, for the HTTP handler and extensions. */
@@ -173,6 +182,7 @@ export function createMeter(options: CreateMeterOptions): Meter {
     announce: (userId) => {
       notifier.announce(userId);
       autoTopUp?.changed(userId); // after commit: may arm a top-up (off the ledger's hot path)
+      alerts?.changed(userId);
     },
   };
   const notifier = createNotifier(pool, `meterkit:${schemaName}`);
@@ -188,11 +198,19 @@ export function createMeter(options: CreateMeterOptions): Meter {
   }
 
   const stripe = options.stripe ? createStripeBilling({ pool, schema, schemaName, config, ledger }, options.stripe) : null;
+  const alerts: AlertsEngine | null = options.alerts ? createAlerts({ pool, schema, config, ledger }, options.alerts) : null;
+  if (alerts) {
+    onClose.push(async () => {
+      alerts.stop();
+      await alerts.flush();
+    });
+  }
+  const alertHooks = { alerts: () => alerts !== null, kickAlerts: () => alerts?.wake() };
   const autoTopUp: AutoTopUpEngine | null =
-    options.autoTopUp && stripe ? createAutoTopUp({ pool, schema, schemaName, config, ledger }, stripe.config, options.autoTopUp) : null;
+    options.autoTopUp && stripe ? createAutoTopUp({ pool, schema, schemaName, config, ledger }, stripe.config, options.autoTopUp, alertHooks) : null;
   if (options.autoTopUp && !stripe) throw new MeterError("invalid_request", "createMeter: `autoTopUp` needs `stripe` (a client and packs).", { field: "autoTopUp" });
   if (autoTopUp && stripe) {
-    stripe.addEventHandler(autoTopUpEvents({ pool, schema, config, ledger, alerts: () => false }, stripe.config, autoTopUp, () => {}));
+    stripe.addEventHandler(autoTopUpEvents({ pool, schema, config, ledger, alerts: alertHooks.alerts }, stripe.config, autoTopUp, alertHooks.kickAlerts));
     onClose.push(async () => {
       autoTopUp.stop();
       await autoTopUp.flush();
@@ -227,6 +245,7 @@ export function createMeter(options: CreateMeterOptions): Meter {
     syncStripeMeters: (o) => (stripe ? stripe.syncMeters(o) : Promise.reject(stripeNotConfigured())),
     browserToken: (userId, o) => signBrowserToken(tokenSecrets, schemaName, userId, o),
     autoTopUp: autoTopUp ?? createAutoTopUp({ pool, schema, schemaName, config, ledger }, null, { interval: 0 }),
+    alerts: alerts ?? { run: async () => ({ delivered: [], retrying: [], failed: [] }), flush: async () => {} },
     async close() {
       if (closed) return;
       closed = true;

@@ -18,7 +18,7 @@ async function spend(userId: string, amount: number, meter = t.meter) {
 async function settle(meter = t.meter) {
   await meter.internals.notifier.flush();
   await sleep(20);
-  await (meter.autoTopUp as unknown as { flush(): Promise<void> }).flush();
+  await meter.autoTopUp.flush();
 }
 
 const STARTER = { counter: "tokens", enabled: true, packId: "starter", threshold: 500, maxPerPeriod: 1500 };

@@ -25,8 +25,6 @@ export const AUTO_TOP_UP_METADATA = "meterkit_auto_top_up";
 export interface AutoTopUpEngine extends AutoTopUpApi {
   /** Queues an observation of `userId` (after a committed change); coalesced, never throws. */
   changed(userId: string): void;
-  /** Waits for queued observations and a running worker pass. */
-  flush(): Promise<void>;
   stop(): void;
   /**
    * Stores a card saved for off-session use (from a webhook; an older event never replaces a

@@ -100,4 +100,6 @@ export interface AutoTopUpApi {
   run(options?: RunAutoTopUpOptions): Promise<RunAutoTopUpResult>;
   /** Re-reads the user's usage and arms a top-up on a downward crossing (called after each change). */
   observe(userId: string): Promise<void>;
+  /** Resolves once the observations queued so far (after each change) and a running worker pass are done (for tests). */
+  flush(): Promise<void>;
 }

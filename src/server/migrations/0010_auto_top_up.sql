@@ -220,3 +220,73 @@ BEGIN
   END IF;
   RETURN to_jsonb(ch);
 END $$;
+
+-- ---------------------------------------------------------------------------------------
+-- Balance threshold alerts: the last state of each (user, counter, rule), so that a rule
+-- fires once per crossing per period, across restarts and processes.
+
+CREATE TABLE alert_state (
+  user_id text NOT NULL,
+  counter_key text NOT NULL,
+  rule_id text NOT NULL,
+  period text NOT NULL,
+  crossed boolean NOT NULL DEFAULT false,
+  seq int NOT NULL DEFAULT 0,
+  PRIMARY KEY (user_id, counter_key, rule_id)
+);
+
+-- p_rules: [{"id", "counter", "usedPercent"?, "remainingBelow"?}]. Re-reads the user's usage
+-- under the rules' row locks and queues a `balance.threshold` alert for each rule that went
+-- from not crossed to crossed (a new period starts not crossed). Returns how many were queued.
+CREATE FUNCTION alerts_observe(p_user text, p_rules jsonb) RETURNS int
+LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+  rule jsonb;
+  u jsonb;
+  c jsonb;
+  st alert_state;
+  per text;
+  is_crossed boolean;
+  v_quota bigint;
+  v_used bigint;
+  v_rem bigint;
+  n int := 0;
+BEGIN
+  IF jsonb_array_length(p_rules) = 0 THEN
+    RETURN 0;
+  END IF;
+  INSERT INTO alert_state (user_id, counter_key, rule_id, period)
+  SELECT p_user, r ->> 'counter', r ->> 'id', '' FROM jsonb_array_elements(p_rules) r
+  ON CONFLICT DO NOTHING;
+  PERFORM 1 FROM alert_state WHERE user_id = p_user ORDER BY counter_key, rule_id FOR UPDATE;
+  u := op_usage(p_user);
+  FOR rule IN SELECT * FROM jsonb_array_elements(p_rules) LOOP
+    SELECT e INTO c FROM jsonb_array_elements(u -> 'counters') e WHERE e ->> 'key' = rule ->> 'counter';
+    CONTINUE WHEN c IS NULL;
+    per := coalesce(c ->> 'periodStart', 'none');
+    v_quota := (c ->> 'quota')::bigint;
+    v_used := (c ->> 'used')::bigint;
+    v_rem := (c ->> 'remaining')::bigint;
+    IF rule ? 'usedPercent' THEN
+      is_crossed := v_quota IS NOT NULL AND v_quota > 0 AND v_used * 100 >= (rule ->> 'usedPercent')::numeric * v_quota;
+    ELSE
+      is_crossed := v_rem IS NOT NULL AND v_rem < (rule ->> 'remainingBelow')::bigint;
+    END IF;
+    SELECT * INTO st FROM alert_state WHERE user_id = p_user AND counter_key = rule ->> 'counter' AND rule_id = rule ->> 'id';
+    IF is_crossed AND NOT (st.crossed AND st.period = per) THEN
+      UPDATE alert_state SET period = per, crossed = true, seq = seq + 1
+      WHERE user_id = p_user AND counter_key = rule ->> 'counter' AND rule_id = rule ->> 'id';
+      PERFORM alert_enqueue(
+        'evt_' || left(encode(sha256(convert_to(concat_ws(chr(31), current_schema(), p_user, rule ->> 'counter', rule ->> 'id', per, st.seq + 1), 'UTF8')), 'hex'), 32),
+        'balance.threshold', p_user, rule ->> 'counter',
+        jsonb_build_object('rule', rule ->> 'id', 'usedPercent', (rule ->> 'usedPercent')::numeric, 'remainingBelow', (rule ->> 'remainingBelow')::bigint,
+                           'quota', v_quota, 'used', v_used, 'remaining', v_rem, 'periodStart', c ->> 'periodStart', 'periodEnd', c ->> 'periodEnd'));
+      n := n + 1;
+    ELSIF st.crossed IS DISTINCT FROM is_crossed OR st.period IS DISTINCT FROM per THEN
+      UPDATE alert_state SET period = per, crossed = is_crossed
+      WHERE user_id = p_user AND counter_key = rule ->> 'counter' AND rule_id = rule ->> 'id';
+    END IF;
+  END LOOP;
+  RETURN n;
+END $$;

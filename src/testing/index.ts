@@ -20,3 +20,5 @@ export { createFakeMeter, counter, sampleUsage, samplePacks } from "./createFake
 export type { FakeMeter, FakeMeterOptions } from "./createFakeMeter.js";
 export { startEmbeddedPostgres, freePort } from "./startEmbeddedPostgres.js";
 export type { LocalPostgres, EmbeddedPostgresOptions } from "./startEmbeddedPostgres.js";
+export { createFakeAutoTopUp, autoTopUpCounter } from "./createFakeAutoTopUp.js";
+export type { FakeAutoTopUp, FakeAutoTopUpOptions, FakeAutoTopUpCounter } from "./createFakeAutoTopUp.js";

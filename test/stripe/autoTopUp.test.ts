@@ -244,16 +244,12 @@ describe("charging", () => {
     expect(await t.remaining("jo")).toBe(400);
   });
 
-  test("a card saved with setup_future_usage on a pack purchase is stored from payment_intent.succeeded", async () => {
+  test("a pack bought with saveCard sets setup_future_usage; the card is stored from payment_intent.succeeded and the pack credited once", async () => {
     t = await topUpTest();
-    const session = await t.stripe.checkout.sessions.create({
-      mode: "payment",
-      customer: "cus_x",
-      line_items: [{ price_data: { currency: "usd", unit_amount: 500, product_data: { name: "Starter" } }, quantity: 1 }],
-      metadata: { meterkit_user_id: "kim", meterkit_pack_id: "starter", meterkit_counter: "tokens", meterkit_credits: "10000" },
-      payment_intent_data: { setup_future_usage: "off_session", metadata: { meterkit_user_id: "kim", meterkit_pack_id: "starter", meterkit_counter: "tokens", meterkit_credits: "10000" } },
-      success_url: "https://app.example.com/done",
-    });
+    const { url } = await t.meter.internals.billing!.checkout("kim", { packId: "starter", saveCard: true });
+    const session = t.standIn.sessions.get(url.split("/").pop()!)!;
+    expect(session.intentData.setup_future_usage).toBe("off_session");
+    await expect(t.meter.internals.billing!.checkout("kim", { packId: "starter", saveCard: "yes" })).rejects.toMatchObject({ code: "invalid_request" });
     await t.standIn.pay(session.id);
     await t.relay();
     expect(await t.remaining("kim")).toBe(11_000); // the pack, once

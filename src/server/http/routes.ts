@@ -77,9 +77,9 @@ export const ROUTES: Route[] = [
     run: async (c) => {
       const hooks = billing(c.meter);
       const body = await readJsonObject(c.request, c.maxBodyBytes);
-      // Only these three fields reach billing: a `userId` in the body is ignored.
-      const { packId, successUrl, cancelUrl } = body;
-      return json(200, await hooks.checkout(c.userId, { packId, successUrl, cancelUrl }), c.headers);
+      // Only these fields reach billing: a `userId` in the body is ignored.
+      const { packId, successUrl, cancelUrl, saveCard } = body;
+      return json(200, await hooks.checkout(c.userId, { packId, successUrl, cancelUrl, saveCard }), c.headers);
     },
   },
   // --- browser: auto top-up of the signed-in user (docs/auto-top-up.md)

@@ -18,6 +18,8 @@ export interface CheckoutInput {
   packId?: unknown;
   successUrl?: unknown;
   cancelUrl?: unknown;
+  /** `true`: also save the card for automatic top-ups (`setup_future_usage: "off_session"`). Default false. */
+  saveCard?: unknown;
 }
 
 /**
@@ -68,6 +70,9 @@ export async function createCheckout(
   const pack = findPack(stripe, i.packId);
   const successUrl = redirectUrl(i.successUrl, "successUrl", stripe.successUrl, stripe.allowedOrigins);
   const cancelUrl = redirectUrl(i.cancelUrl, "cancelUrl", stripe.cancelUrl, stripe.allowedOrigins);
+  if (i.saveCard !== undefined && i.saveCard !== null && typeof i.saveCard !== "boolean") {
+    throw new MeterError("invalid_request", `saveCard must be true or false, got ${describe(i.saveCard)}.`, { field: "saveCard" });
+  }
   const customer = await ensureStripeCustomer(internals, stripe, user);
   // The credits and counter travel with the payment: a pack reconfigured between checkout and
   // payment still grants what the user saw.
@@ -92,7 +97,7 @@ export async function createCheckout(
             },
       ],
       metadata,
-      payment_intent_data: { metadata },
+      payment_intent_data: { metadata, ...(i.saveCard === true ? { setup_future_usage: "off_session" as const } : {}) },
       success_url: successUrl,
       cancel_url: cancelUrl,
     });

@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, test } from "vitest";
 import { createMeter, signAlert, verifyAlertSignature, type AlertsOptions, type Meter, type MeterAlert } from "../../src/server/index.js";
+import { clockPool } from "../helpers/clock.js";
 import { testMeter, type TestMeter } from "../helpers/meter.js";
 import { topUpTest, type TopUpTest } from "../stripe/autoTopUpHelpers.js";
 
@@ -92,6 +93,50 @@ describe("balance thresholds", () => {
     expect((await next.alerts.run()).delivered).toHaveLength(0);
     expect(second.map((a) => a.data.rule)).toEqual(["tokens:used:80"]);
     expect(first).toEqual([]);
+  });
+
+  test("a new period starts uncrossed: the same threshold fires again next month, once, across a restart", async () => {
+    const db = await testMeter();
+    t = db;
+    const got: MeterAlert[] = [];
+    const clock = clockPool(db.url);
+    try {
+      await clock.set("2026-11-10T00:00:00Z");
+      const nov = createMeter({
+        database: clock.pool,
+        plans: { free: { limits: { tokens: { quota: 1000, unit: "tokens", period: "month" } } } },
+        meters: { "llm.tokens": { counter: "tokens" } },
+        defaultPlan: "free",
+        sweepInterval: 0,
+        alerts: { thresholds: [{ counter: "tokens", usedPercent: 80 }], interval: 0, onAlert: (a) => void got.push(a) },
+      });
+      await spend(nov, "eli", 850);
+      await spend(nov, "eli", 10);
+      await nov.alerts.run();
+      await nov.close();
+      // A restart, in December: the quota renewed, so crossing 80 % again is a new alert.
+      await clock.set("2026-12-10T00:00:00Z");
+      const decClock = createMeter({
+        database: clock.pool,
+        plans: { free: { limits: { tokens: { quota: 1000, unit: "tokens", period: "month" } } } },
+        meters: { "llm.tokens": { counter: "tokens" } },
+        defaultPlan: "free",
+        sweepInterval: 0,
+        alerts: { thresholds: [{ counter: "tokens", usedPercent: 80 }], interval: 0, onAlert: (a) => void got.push(a) },
+      });
+      extra.push(decClock);
+      await spend(decClock, "eli", 700);
+      await decClock.alerts.run();
+      expect(got).toHaveLength(1);
+      await spend(decClock, "eli", 150);
+      await spend(decClock, "eli", 10);
+      await decClock.alerts.run();
+      expect(got.map((a) => a.data.periodStart)).toEqual(["2026-11-01T00:00:00.000Z", "2026-12-01T00:00:00.000Z"]);
+      expect(new Set(got.map((a) => a.id)).size).toBe(2);
+    } finally {
+      for (const m of extra.splice(0)) await m.close().catch(() => {});
+      await clock.pool.end();
+    }
   });
 
   test("64 concurrent reservations across four processes crossing a threshold queue one alert", async () => {

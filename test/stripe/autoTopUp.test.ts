@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, test } from "vitest";
+import { clockPool } from "../helpers/clock.js";
 import { topUpTest, type TopUpTest } from "./autoTopUpHelpers.js";
 
 let t: TopUpTest;
@@ -254,5 +255,34 @@ describe("charging", () => {
     await t.relay();
     expect(await t.remaining("kim")).toBe(11_000); // the pack, once
     expect((await t.meter.autoTopUp.get("kim")).paymentMethodSaved).toBe(true);
+  });
+});
+
+describe("periods", () => {
+  test("the ceiling counts per period of the counter: blocked in November, charged again in December", async () => {
+    t = await topUpTest();
+    const clock = clockPool(t.url);
+    try {
+      await clock.set("2026-11-10T00:00:00Z");
+      const m = t.another({ database: clock.pool });
+      await t.saveCard("liz");
+      await m.autoTopUp.set("liz", { ...STARTER, maxPerPeriod: 500 }); // one pack a month
+      await spend("liz", 600, m);
+      await settle(m);
+      expect((await m.autoTopUp.run()).succeeded).toHaveLength(1);
+      await spend("liz", 10_000, m); // 400 left: crossed again, but November's ceiling is reached
+      await settle(m);
+      await m.autoTopUp.run();
+      expect(t.charges()).toHaveLength(1);
+      expect(await m.usage("liz").then((u) => u.counters[0]!.remaining)).toBe(400);
+      await clock.set("2026-12-10T00:00:00Z"); // December: 1000 + 400 left, above the threshold
+      await spend("liz", 1000, m); // 400: a crossing in the new period
+      await settle(m);
+      expect((await m.autoTopUp.run()).succeeded).toHaveLength(1);
+      expect(t.charges()).toHaveLength(2);
+      expect((await m.autoTopUp.get("liz")).counters[0]).toMatchObject({ spentThisPeriod: 500 });
+    } finally {
+      await clock.pool.end();
+    }
   });
 });

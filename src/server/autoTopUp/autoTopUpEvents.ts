@@ -31,7 +31,7 @@ export function autoTopUpEvents(internals: TopUpInternals, stripe: ResolvedStrip
         if (chargeId) {
           const credits = Number(md.meterkit_credits);
           if (!md.meterkit_counter || !Number.isSafeInteger(credits) || credits <= 0) return null;
-          const res = await creditTopUp(internals, stripe, {
+          const res = await creditTopUp(internals, {
             eventId: event.id,
             eventType: event.type,
             chargeId,

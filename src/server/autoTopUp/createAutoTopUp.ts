@@ -185,7 +185,7 @@ export function createAutoTopUp(
       return fail("payment_failed", describeStripeError(err), piId);
     }
     if (pi.status === "succeeded") {
-      await creditTopUp(topUp, st, {
+      await creditTopUp(topUp, {
         eventId: `meterkit:${row.id}`,
         eventType: "meterkit.auto_top_up.charged",
         chargeId: row.id,
@@ -310,9 +310,14 @@ export function createAutoTopUp(
       const pass = (async () => {
         const result: RunAutoTopUpResult = { observed: 0, succeeded: [], processing: [], failed: [], retrying: [] };
         await internals.ledger.ready();
-        // Re-observe enabled users: a change whose observation was lost (a crash right after
-        // commit) or a period that renewed without a change is caught here.
-        const users = await run<{ user_id: string }>(internals.pool, `SELECT DISTINCT user_id FROM ${s}.auto_top_up WHERE enabled AND status = 'active'`, []);
+        // Re-observe enabled users last seen above their threshold: a crossing whose
+        // announcement was lost (a crash right after commit) is caught here. (Users seen below
+        // cannot cross until they rise, which their next change observes.)
+        const users = await run<{ user_id: string }>(
+          internals.pool,
+          `SELECT DISTINCT user_id FROM ${s}.auto_top_up WHERE enabled AND status = 'active' AND NOT below`,
+          [],
+        );
         for (const u of users) await observe(u.user_id).catch(() => {});
         result.observed = users.length;
         const claim = randomUUID();
@@ -356,11 +361,15 @@ export function createAutoTopUp(
 
   async function stateOf(r: SettingsRow): Promise<AutoTopUpState> {
     const pack = stripe?.packs.get(r.pack_id);
+    // The current window, as the arming SQL computes it: the counter's period start, or the
+    // calendar month for a counter that never renews.
     const [w] = await run<{ spent: string; in_flight: boolean }>(
       internals.pool,
-      `SELECT coalesce(sum(amount) FILTER (WHERE status <> 'failed' AND window_key = (
-                SELECT window_key FROM ${s}.auto_top_up_charges WHERE user_id = $1 AND counter_key = $2 ORDER BY created_at DESC LIMIT 1)), 0) AS spent,
-              bool_or(status IN ('pending', 'sending', 'processing')) AS in_flight
+      `WITH u AS (SELECT ${s}.op_usage($1) AS j),
+            win AS (SELECT coalesce((SELECT e ->> 'periodStart' FROM u, jsonb_array_elements(u.j -> 'counters') e WHERE e ->> 'key' = $2),
+                                    to_char(date_trunc('month', ${s}.clock() AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"00:00:00.000"Z"')) AS k)
+       SELECT coalesce(sum(amount) FILTER (WHERE status <> 'failed' AND window_key = (SELECT k FROM win)), 0) AS spent,
+              coalesce(bool_or(status IN ('pending', 'sending', 'processing')), false) AS in_flight
        FROM ${s}.auto_top_up_charges WHERE user_id = $1 AND counter_key = $2`,
       [r.user_id, r.counter_key],
     );

@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import { callLedger } from "../ledger/context.js";
 import type { MeterInternals } from "../createMeter.js";
 import { run } from "../outbox/outbox.js";
-import type { ResolvedStripeConfig } from "../stripe/config.js";
 import { fingerprint } from "../validate.js";
 
 export type TopUpInternals = Pick<MeterInternals, "pool" | "schema" | "ledger" | "config"> & {
@@ -30,7 +29,7 @@ export interface TopUpPayment {
  * credit once between them, and refunds and disputes of the PaymentIntent claw back the same
  * way as for a bought pack. Then marks the charge succeeded (and queues its alert) once.
  */
-export async function creditTopUp(internals: TopUpInternals, _stripe: ResolvedStripeConfig, p: TopUpPayment): Promise<{ duplicate: boolean }> {
+export async function creditTopUp(internals: TopUpInternals, p: TopUpPayment): Promise<{ duplicate: boolean }> {
   const metadata = {
     stripe: { paymentIntent: p.paymentIntent, packId: p.packId, amountPaid: p.amount, currency: p.currency, eventId: p.eventId, autoTopUp: p.chargeId },
   };

@@ -38,10 +38,8 @@ import { ttlMs } from "./validate.js";
 import type { StripeOptions } from "./stripe/config.js";
 import { createStripeBilling } from "./stripe/createStripeBilling.js";
 import { stripeNotConfigured, type SyncStripeMetersOptions, type SyncStripeMetersResult } from "./stripe/syncStripeMeters.js";
-import { autoTopUpEvents } from "./autoTopUp/autoTopUpEvents.js";
-import { createAutoTopUp, type AutoTopUpEngine } from "./autoTopUp/createAutoTopUp.js";
+import { createCreditLifecycle } from "./autoTopUp/createCreditLifecycle.js";
 import type { AutoTopUpApi, AutoTopUpOptions } from "./autoTopUp/types.js";
-import { createAlerts, type AlertsEngine } from "./alerts/createAlerts.js";
 import type { AlertsApi, AlertsOptions } from "./alerts/types.js";
 
 export interface CreateMeterOptions {
@@ -181,8 +179,7 @@ export function createMeter(options: CreateMeterOptions): Meter {
     },
     announce: (userId) => {
       notifier.announce(userId);
-      autoTopUp?.changed(userId); // after commit: may arm a top-up (off the ledger's hot path)
-      alerts?.changed(userId);
+      lifecycle.changed(userId); // after commit: auto top-up and alerts (off the ledger's hot path)
     },
   };
   const notifier = createNotifier(pool, `meterkit:${schemaName}`);
@@ -198,24 +195,7 @@ export function createMeter(options: CreateMeterOptions): Meter {
   }
 
   const stripe = options.stripe ? createStripeBilling({ pool, schema, schemaName, config, ledger }, options.stripe) : null;
-  const alerts: AlertsEngine | null = options.alerts ? createAlerts({ pool, schema, config, ledger }, options.alerts) : null;
-  if (alerts) {
-    onClose.push(async () => {
-      alerts.stop();
-      await alerts.flush();
-    });
-  }
-  const alertHooks = { alerts: () => alerts !== null, kickAlerts: () => alerts?.wake() };
-  const autoTopUp: AutoTopUpEngine | null =
-    options.autoTopUp && stripe ? createAutoTopUp({ pool, schema, schemaName, config, ledger }, stripe.config, options.autoTopUp, alertHooks) : null;
-  if (options.autoTopUp && !stripe) throw new MeterError("invalid_request", "createMeter: `autoTopUp` needs `stripe` (a client and packs).", { field: "autoTopUp" });
-  if (autoTopUp && stripe) {
-    stripe.addEventHandler(autoTopUpEvents({ pool, schema, config, ledger, alerts: alertHooks.alerts }, stripe.config, autoTopUp, alertHooks.kickAlerts));
-    onClose.push(async () => {
-      autoTopUp.stop();
-      await autoTopUp.flush();
-    });
-  }
+  const lifecycle = createCreditLifecycle({ pool, schema, schemaName, config, ledger, onClose }, stripe, options);
 
   let closed = false;
   return {
@@ -244,8 +224,8 @@ export function createMeter(options: CreateMeterOptions): Meter {
     usageByDay: (userId, o) => usageByDay(ledger, userId, o),
     syncStripeMeters: (o) => (stripe ? stripe.syncMeters(o) : Promise.reject(stripeNotConfigured())),
     browserToken: (userId, o) => signBrowserToken(tokenSecrets, schemaName, userId, o),
-    autoTopUp: autoTopUp ?? createAutoTopUp({ pool, schema, schemaName, config, ledger }, null, { interval: 0 }),
-    alerts: alerts ?? { run: async () => ({ delivered: [], retrying: [], failed: [] }), flush: async () => {} },
+    autoTopUp: lifecycle.autoTopUp,
+    alerts: lifecycle.alerts,
     async close() {
       if (closed) return;
       closed = true;

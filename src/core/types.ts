@@ -44,6 +44,11 @@ export interface PlanDefinition {
   /** Human label. Default: the plan id. */
   label?: string;
   limits: Record<string, LimitGroup>;
+  /**
+   * Billed after the fact: this plan's closed periods of the counters in `stripe.meters` are
+   * pushed to Stripe Meters. Users of other plans sharing a counter are never pushed. Default false.
+   */
+  postpaid?: boolean;
 }
 
 /**

@@ -9,7 +9,7 @@ export interface BillingHooks {
   /** The packs on sale. */
   packs(): Pack[];
   /** Starts a checkout of `packId` for `userId` (already identified); resolves to the URL to send the browser to. */
-  checkout(userId: string, input: { packId?: unknown; successUrl?: unknown; cancelUrl?: unknown }): Promise<{ url: string }>;
+  checkout(userId: string, input: { packId?: unknown; successUrl?: unknown; cancelUrl?: unknown; saveCard?: unknown }): Promise<{ url: string }>;
   /**
    * Handles one webhook delivery: verifies the signature on the raw bytes, applies the event
    * exactly once. Throws `MeterError("invalid_request")` on a bad signature.

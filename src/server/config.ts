@@ -8,7 +8,7 @@ import type { LimitGroup, MeterDefinition, PlanDefinition, PriceTable, Unit } fr
 export type ResolvedGroup = Required<Omit<LimitGroup, "currency">> & { currency: string | null };
 
 export interface ResolvedConfig {
-  plans: Record<string, { label: string; limits: Record<string, ResolvedGroup> }>;
+  plans: Record<string, { label: string; limits: Record<string, ResolvedGroup>; postpaid?: boolean }>;
   meters: Record<string, MeterDefinition>;
   /** Counter key → its unit (the same in every plan). */
   units: Map<string, Unit>;
@@ -61,7 +61,7 @@ export function resolveConfig(
         currency: unit === "cents" ? (g.currency ?? "usd").toLowerCase() : null,
       };
     }
-    out[planId] = { label: plan?.label ?? planId, limits };
+    out[planId] = { label: plan?.label ?? planId, limits, ...(plan?.postpaid === true ? { postpaid: true } : {}) };
   }
   const resolvedMeters: Record<string, MeterDefinition> = {};
   for (const [key, m] of Object.entries(meters ?? {})) {

@@ -43,6 +43,9 @@ import { ttlMs } from "./validate.js";
 import type { StripeOptions } from "./stripe/config.js";
 import { createStripeBilling } from "./stripe/createStripeBilling.js";
 import { stripeNotConfigured, type SyncStripeMetersOptions, type SyncStripeMetersResult } from "./stripe/syncStripeMeters.js";
+import { createCreditLifecycle } from "./autoTopUp/createCreditLifecycle.js";
+import type { AutoTopUpApi, AutoTopUpOptions } from "./autoTopUp/types.js";
+import type { AlertsApi, AlertsOptions } from "./alerts/types.js";
 
 export interface CreateMeterOptions {
   /** A PostgreSQL connection string, or a `pg.Pool` the app already has (then `close()` leaves it open). */
@@ -85,6 +88,17 @@ export interface CreateMeterOptions {
    * the pool's connections keep the app's settings (see docs/server.md, "Timeouts").
    */
   timeouts?: TimeoutOptions;
+  /**
+   * Auto top-up (opt-in per user and counter through `meter.autoTopUp.set`): the worker's
+   * timer, lease and timeouts (see docs/auto-top-up.md). Needs `stripe`. Default: none (the
+   * after-commit observation is off and `meter.autoTopUp` throws `not_found`).
+   */
+  autoTopUp?: AutoTopUpOptions;
+  /**
+   * Balance alerts (thresholds per counter) and auto top-up outcomes, to a callback and a
+   * signed webhook, from an outbox (see docs/auto-top-up.md). Default: none.
+   */
+  alerts?: AlertsOptions;
 }
 
 /** The ledger: the `MeterApi` operations plus administration. */
@@ -130,6 +144,10 @@ export interface Meter extends MeterApi {
    * with `adjust` or `grant`, never with this. Returns how many rows were deleted.
    */
   eraseUser(userId: string): Promise<number>;
+  /** Auto top-up: settings, the card-saving Checkout, and the worker (`run`). See docs/auto-top-up.md. */
+  readonly autoTopUp: AutoTopUpApi;
+  /** Delivers queued alerts (`run`); the meter's timer calls it unless `alerts.interval` is 0. */
+  readonly alerts: AlertsApi;
   /** Stops the sweeper and closes the pool this meter created. */
   close(): Promise<void>;
 }
@@ -188,7 +206,10 @@ export function createMeter(options: CreateMeterOptions): Meter {
       });
       return synced;
     },
-    announce: (userId) => notifier.announce(userId),
+    announce: (userId) => {
+      notifier.announce(userId);
+      lifecycle.changed(userId); // after commit: auto top-up and alerts (off the ledger's hot path)
+    },
   };
   const channel = channelOf(schemaName);
   const notifier = createNotifier(pool, channel);
@@ -204,6 +225,7 @@ export function createMeter(options: CreateMeterOptions): Meter {
   }
 
   const stripe = options.stripe ? createStripeBilling({ pool, schema, schemaName, config, ledger }, options.stripe) : null;
+  const lifecycle = createCreditLifecycle({ pool, schema, schemaName, config, ledger, onClose }, stripe, options);
 
   let closing: Promise<void> | null = null;
   const meter: Meter = {
@@ -234,6 +256,8 @@ export function createMeter(options: CreateMeterOptions): Meter {
     syncStripeMeters: (o) => (stripe ? stripe.syncMeters(o) : Promise.reject(stripeNotConfigured())),
     eraseUser: (userId) => eraseUser(ledger, userId),
     browserToken: (userId, o) => signBrowserToken(tokenSecrets, schemaName, userId, o),
+    autoTopUp: lifecycle.autoTopUp,
+    alerts: lifecycle.alerts,
     close() {
       closing ??= (async () => {
         if (sweeper) clearInterval(sweeper);

@@ -21,3 +21,16 @@ export type {
   MeterSyncItem,
   WebhookResult,
 } from "./stripe/index.js";
+export { signAlert, verifyAlertSignature, ALERT_SIGNATURE_HEADER } from "./alerts/alertSignature.js";
+export type { VerifyAlertSignatureOptions } from "./alerts/alertSignature.js";
+export type { AlertsOptions, AlertThreshold, AlertsApi, MeterAlert, MeterAlertType, RunAlertsResult } from "./alerts/types.js";
+export type {
+  AutoTopUpOptions,
+  AutoTopUpSettingsInput,
+  AutoTopUpState,
+  AutoTopUpStatus,
+  AutoTopUpPauseReason,
+  AutoTopUpApi,
+  RunAutoTopUpOptions,
+  RunAutoTopUpResult,
+} from "./autoTopUp/types.js";

@@ -9,6 +9,8 @@ export type {
   StripeStandIn,
   StripeStandInOptions,
   StandInFailure,
+  StandInCard,
+  StandInPaymentIntent,
   StandInSession,
   StandInMeterEvent,
   StandInDelivery,
@@ -21,3 +23,5 @@ export { startEmbeddedPostgres, freePort } from "./startEmbeddedPostgres.js";
 export type { LocalPostgres, EmbeddedPostgresOptions } from "./startEmbeddedPostgres.js";
 export { createTestDatabase } from "./createTestDatabase.js";
 export type { TestDatabase } from "./createTestDatabase.js";
+export { createFakeAutoTopUp, autoTopUpCounter } from "./createFakeAutoTopUp.js";
+export type { FakeAutoTopUp, FakeAutoTopUpOptions, FakeAutoTopUpCounter } from "./createFakeAutoTopUp.js";

@@ -80,9 +80,32 @@ export const ROUTES: Route[] = [
     run: async (c) => {
       const hooks = billing(c.meter);
       const body = await readJsonObject(c.request, c.maxBodyBytes);
-      // Only these three fields reach billing: a `userId` in the body is ignored.
-      const { packId, successUrl, cancelUrl } = body;
-      return json(200, await hooks.checkout(c.userId, { packId, successUrl, cancelUrl }), c.headers);
+      // Only these fields reach billing: a `userId` in the body is ignored.
+      const { packId, successUrl, cancelUrl, saveCard } = body;
+      return json(200, await hooks.checkout(c.userId, { packId, successUrl, cancelUrl, saveCard }), c.headers);
+    },
+  },
+  // --- browser: auto top-up of the signed-in user (docs/auto-top-up.md)
+  {
+    path: ["auto-top-up"],
+    method: "GET",
+    audience: "browser",
+    run: async (c) => json(200, await c.meter.autoTopUp.get(c.userId), { ...c.headers, "cache-control": "no-store" }),
+  },
+  {
+    path: ["auto-top-up"],
+    method: "PUT",
+    audience: "browser",
+    // The body is the settings; set() refuses unknown fields (a `userId` too) as invalid_request.
+    run: async (c) => json(200, await c.meter.autoTopUp.set(c.userId, (await readJsonObject(c.request, c.maxBodyBytes)) as never), c.headers),
+  },
+  {
+    path: ["auto-top-up", "setup"],
+    method: "POST",
+    audience: "browser",
+    run: async (c) => {
+      const { successUrl, cancelUrl } = await readJsonObject(c.request, c.maxBodyBytes);
+      return json(200, await c.meter.autoTopUp.setupCheckout(c.userId, { successUrl, cancelUrl }), c.headers);
     },
   },
   {

@@ -18,6 +18,8 @@ export interface CheckoutInput {
   packId?: unknown;
   successUrl?: unknown;
   cancelUrl?: unknown;
+  /** `true`: also save the card for automatic top-ups (`setup_future_usage: "off_session"`). Default false. */
+  saveCard?: unknown;
 }
 
 /** Stripe replaces this in redirect URLs; URL parsing percent-encodes its braces in a path. */
@@ -30,7 +32,7 @@ const SESSION_PLACEHOLDER = "{CHECKOUT_SESSION_ID}";
  * `https://app.example.com\@evil.example` and the like parse to one thing here and might to
  * another further down. Control characters (CR, LF, tab, NUL…) are refused outright.
  */
-function redirectUrl(value: unknown, name: string, fallback: string | null, origins: Set<string>): string {
+export function redirectUrl(value: unknown, name: string, fallback: string | null, origins: Set<string>): string {
   if (value === undefined || value === null) {
     if (!fallback) throw new MeterError("internal", `createMeter({ stripe }) has no ${name}.`);
     return fallback;
@@ -77,6 +79,9 @@ export async function createCheckout(
   const pack = findPack(stripe, i.packId);
   const successUrl = redirectUrl(i.successUrl, "successUrl", stripe.successUrl, stripe.allowedOrigins);
   const cancelUrl = redirectUrl(i.cancelUrl, "cancelUrl", stripe.cancelUrl, stripe.allowedOrigins);
+  if (i.saveCard !== undefined && i.saveCard !== null && typeof i.saveCard !== "boolean") {
+    throw new MeterError("invalid_request", `saveCard must be true or false, got ${describe(i.saveCard)}.`, { field: "saveCard" });
+  }
   const customer = await ensureStripeCustomer(internals, stripe, user);
   // The credits and counter travel with the payment: a pack reconfigured between checkout and
   // payment still grants what the user saw.
@@ -101,7 +106,7 @@ export async function createCheckout(
             },
       ],
       metadata,
-      payment_intent_data: { metadata },
+      payment_intent_data: { metadata, ...(i.saveCard === true ? { setup_future_usage: "off_session" as const } : {}) },
       success_url: successUrl,
       cancel_url: cancelUrl,
     });

@@ -96,7 +96,8 @@ export interface ResolvedStripeConfig {
   cancelUrl: string | null;
   allowedOrigins: Set<string>;
   customerParams: StripeOptions["customerParams"] | null;
-  meters: Map<string, Required<StripeMeterOptions>>;
+  /** Per counter: the Stripe Meter and the post-paid plans whose periods are pushed. */
+  meters: Map<string, Required<StripeMeterOptions> & { plans: string[] }>;
   meterSettleMs: number;
 }
 
@@ -176,14 +177,20 @@ export function resolveStripeConfig(options: StripeOptions, config: ResolvedConf
     if (cancel) allowedOrigins.add(cancel.origin);
   }
 
-  const meters = new Map<string, Required<StripeMeterOptions>>();
+  const meters = new Map<string, Required<StripeMeterOptions> & { plans: string[] }>();
   for (const [counter, m] of Object.entries(options.meters ?? {})) {
     const where = `stripe.meters.${counter}`;
     if (!config.units.has(counter)) fail(`${where}: "${counter}" is not a counter of any plan.`, where);
     if (!m || typeof m.eventName !== "string" || m.eventName.length === 0 || m.eventName.length > 100) {
       fail(`${where}.eventName must be the Stripe Meter's event name (1 to 100 characters).`, `${where}.eventName`);
     }
+    // Only post-paid plans are billed through the meter: pre-paid users sharing the counter are not.
+    const plans = Object.entries(config.plans).filter(([, p]) => p.postpaid === true && Object.hasOwn(p.limits, counter)).map(([id]) => id);
+    if (plans.length === 0) {
+      fail(`${where}: no plan with counter "${counter}" is post-paid; mark the plans billed after the fact with \`postpaid: true\`.`, where);
+    }
     meters.set(counter, {
+      plans,
       eventName: m.eventName,
       valueKey: m.valueKey ?? "value",
       customerKey: m.customerKey ?? "stripe_customer_id",

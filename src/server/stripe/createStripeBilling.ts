@@ -4,7 +4,7 @@ import type { MeterInternals } from "../createMeter.js";
 import { createCheckout } from "./checkout.js";
 import { resolveStripeConfig, type ResolvedStripeConfig, type StripeOptions } from "./config.js";
 import { syncStripeMeters, type SyncStripeMetersOptions, type SyncStripeMetersResult } from "./syncStripeMeters.js";
-import { handleStripeWebhook } from "./webhook.js";
+import { handleStripeWebhook, type StripeEventHandler } from "./webhook.js";
 
 /** The Stripe integration of one meter: the billing hooks the HTTP handler calls, and meter sync. */
 export interface StripeBilling extends BillingHooks {
@@ -12,6 +12,8 @@ export interface StripeBilling extends BillingHooks {
   readonly config: ResolvedStripeConfig;
   /** Pushes closed periods of mapped counters to Stripe Meters (see `meter.syncStripeMeters`). */
   syncMeters(options?: SyncStripeMetersOptions): Promise<SyncStripeMetersResult>;
+  /** Lets an extension (auto top-up) handle webhook events before the built-in ones. */
+  addEventHandler(handler: StripeEventHandler): void;
 }
 
 /** Checks `options` (throws `invalid_request` naming what to fix) and builds the integration. */
@@ -27,11 +29,13 @@ export function createStripeBilling(
     amount: p.amount,
     price: { ...p.price },
   }));
+  const handlers: StripeEventHandler[] = [];
   return {
     config,
+    addEventHandler: (h) => void handlers.push(h),
     packs: () => packs.map((p) => ({ ...p, price: { ...p.price } })),
     checkout: (userId, input) => createCheckout(internals, config, userId, input),
-    webhook: (rawBody, signature) => handleStripeWebhook(internals, config, rawBody, signature),
+    webhook: (rawBody, signature) => handleStripeWebhook(internals, config, rawBody, signature, handlers),
     syncMeters: (o) => syncStripeMeters(internals, config, o),
   };
 }

@@ -101,11 +101,10 @@ export async function syncStripeMeters(
   if (options.retryFailed) {
     await query(`UPDATE ${s}.stripe_meter_outbox SET status = 'pending', next_attempt_at = now() WHERE status = 'failed'`, []);
   }
-  const counters = Object.fromEntries([...stripe.meters].map(([k, m]) => [k, m.eventName]));
-  const [q] = await query<{ n: number }>(`SELECT ${s}.stripe_enqueue_meter_periods($1::jsonb, $2) AS n`, [
-    JSON.stringify(counters),
-    stripe.meterSettleMs,
-  ]);
+  // Post-paid plans only; rows queued for other users (before 0011) are marked skipped.
+  const counters = JSON.stringify(Object.fromEntries([...stripe.meters].map(([k, m]) => [k, { event: m.eventName, plans: m.plans }])));
+  await query(`SELECT ${s}.stripe_skip_prepaid_periods($1::jsonb)`, [counters]);
+  const [q] = await query<{ n: number }>(`SELECT ${s}.stripe_enqueue_postpaid_periods($1::jsonb, $2) AS n`, [counters, stripe.meterSettleMs]);
   result.queued = q?.n ?? 0;
 
   // 2–4. Claim, send, record, until nothing is due or the limit is reached.

@@ -132,7 +132,13 @@ export async function applyStripeEvent(
   internals: Pick<MeterInternals, "ledger" | "config">,
   stripe: ResolvedStripeConfig,
   event: Stripe.Event,
+  more: StripeEventHandler[] = [],
 ): Promise<WebhookResult> {
+  // Extensions (auto top-up) act on the events they know; the first answer wins.
+  for (const handle of more) {
+    const r = await handle(event);
+    if (r) return r;
+  }
   switch (event.type) {
     case "checkout.session.completed": {
       const session = event.data.object;
@@ -157,16 +163,20 @@ export async function applyStripeEvent(
   }
 }
 
+/** An extension's handler of verified events: a result when it handled the event, else null. */
+export type StripeEventHandler = (event: Stripe.Event) => Promise<WebhookResult | null>;
+
 /** `POST /stripe/webhook`: verify, then apply exactly once. */
 export async function handleStripeWebhook(
   internals: Pick<MeterInternals, "ledger" | "config">,
   stripe: ResolvedStripeConfig,
   rawBody: Uint8Array,
   signature: string | null,
+  more: StripeEventHandler[] = [],
 ): Promise<WebhookResult> {
   const event = verifyStripeEvent(stripe, rawBody, signature);
   try {
-    return await applyStripeEvent(internals, stripe, event);
+    return await applyStripeEvent(internals, stripe, event, more);
   } catch (err) {
     if (err instanceof MeterError && (err.code === "unavailable" || err.code === "internal")) throw err;
     // Anything else (an unknown user, a counter missing from the user's plan) is not the

@@ -4,7 +4,8 @@ import type { AddressInfo, Socket } from "node:net";
 import type {
   StripeStandInOptions,
   RecordedRequest,
-  StandInFailure,
+  StandInCard,
+  StandInPaymentIntent,
   StandInSession,
   StandInMeterEvent,
   StandInDelivery,
@@ -12,6 +13,8 @@ import type {
   StripeStandIn,
 } from "./types.js";
 import { decodeStripeForm } from "./stripeForm.js";
+import { checkoutPage } from "./checkoutPage.js";
+import { createFailureInjector, ServerResponseSink } from "./failures.js";
 
 const API_VERSION = "2026-10-28.endive";
 
@@ -19,20 +22,8 @@ function newId(prefix: string): string {
   return `${prefix}_test_${randomBytes(12).toString("base64url")}`;
 }
 
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
-function formatMoney(amount: number, currency: string): string {
-  try {
-    return new Intl.NumberFormat("en", { style: "currency", currency: currency.toUpperCase() }).format(amount / 100);
-  } catch {
-    return `${amount} ${currency}`;
-  }
-}
-
 /**
- * Starts the stand-in: `POST /v1/customers`, `POST /v1/checkout/sessions`, `GET /v1/checkout/sessions/:id`,
+ * Starts the stand-in: `POST /v1/customers`, `POST /v1/checkout/sessions` (payment and setup mode), `POST /v1/payment_intents` (off-session, confirmed), `GET /v1/checkout/sessions/:id`,
  * `POST /v1/billing/meter_events`, `POST /v1/refunds`, and a hosted checkout page at
  * `/checkout/:id` whose "Pay" sends a correctly signed `checkout.session.completed` to the
  * app. Development only: never expose it.
@@ -49,8 +40,10 @@ export async function startStripeStandIn(options: StripeStandInOptions = {}): Pr
   const customers = new Map<string, Record<string, unknown>>();
   const idempotent = new Map<string, { status: number; body: string }>();
   const charges = new Map<string, { id: string; amount: number; currency: string; refunded: number; sessionId: string }>();
-  const failures: Array<Required<StandInFailure>> = [];
-  const hanging = new Set<ServerResponse>();
+  const failures = createFailureInjector();
+  const paymentIntents = new Map<string, StandInPaymentIntent>();
+  const cards = new Map<string, StandInCard>();
+  let nextCard: StandInCard = "succeed";
   const sockets = new Set<Socket>();
   let webhookUrl = options.webhookUrl;
   let base = "";
@@ -108,7 +101,7 @@ export async function startStripeStandIn(options: StripeStandInOptions = {}): Pr
   const send = (type: string, object: Record<string, unknown>) => deliver(makeEvent(type, object));
 
   function sessionObject(s: StandInSession): Record<string, unknown> {
-    const { description: _description, ...rest } = s;
+    const { description: _description, intentData: _intentData, ...rest } = s;
     return rest;
   }
 
@@ -130,9 +123,30 @@ export async function startStripeStandIn(options: StripeStandInOptions = {}): Pr
     if (s.status !== "open") throw new Error(`Stripe stand-in: Checkout Session ${s.id} is ${s.status}.`);
     s.status = "complete";
     s.url = null;
+    if (s.mode === "setup") {
+      // The card is saved (and authenticated, on-session): setup_intent.succeeded, then the session.
+      const pm = newCard();
+      s.setup_intent = newId("seti");
+      s.payment_status = "no_payment_required";
+      const si = { id: s.setup_intent, object: "setup_intent", status: "succeeded", usage: "off_session", customer: s.customer, payment_method: pm, metadata: s.intentData.metadata ?? {}, livemode: false };
+      const first = await send("setup_intent.succeeded", si);
+      if (first.status !== 0 && (first.status < 200 || first.status >= 300)) return first;
+      return send("checkout.session.completed", sessionObject(s));
+    }
     s.payment_intent = newId("pi");
     charges.set(s.payment_intent, { id: newId("ch"), amount: s.amount_total, currency: s.currency, refunded: 0, sessionId: s.id });
     s.payment_status = o.async ? "unpaid" : s.amount_total === 0 ? "no_payment_required" : "paid";
+    if (s.intentData.setup_future_usage === "off_session" && !o.async) {
+      // A pack bought with "save my card": the PaymentIntent carries the method for later.
+      const pi: StandInPaymentIntent = {
+        id: s.payment_intent, object: "payment_intent", amount: s.amount_total, amount_received: s.amount_total, currency: s.currency,
+        customer: s.customer, payment_method: newCard(), setup_future_usage: "off_session", off_session: false, status: "succeeded",
+        metadata: s.intentData.metadata ?? {}, last_payment_error: null, livemode: false,
+      };
+      paymentIntents.set(pi.id, pi);
+      const first = await send("payment_intent.succeeded", { ...pi });
+      if (first.status !== 0 && (first.status < 200 || first.status >= 300)) return first;
+    }
     return send("checkout.session.completed", sessionObject(s));
   }
 
@@ -199,7 +213,7 @@ export async function startStripeStandIn(options: StripeStandInOptions = {}): Pr
       return apiError(res, 400, "Missing required param: mode.", "invalid_request_error", "mode");
     }
     if (typeof body.success_url !== "string") return apiError(res, 400, "Missing required param: success_url.", "invalid_request_error", "success_url");
-    if (items.length === 0) return apiError(res, 400, "Missing required param: line_items.", "invalid_request_error", "line_items");
+    if (items.length === 0 && body.mode !== "setup") return apiError(res, 400, "Missing required param: line_items.", "invalid_request_error", "line_items");
     let total = 0;
     let currency = "";
     let description = "";
@@ -239,10 +253,61 @@ export async function startStripeStandIn(options: StripeStandInOptions = {}): Pr
       url: `${base}/checkout/${id}`,
       livemode: false,
       created: Math.floor(Date.now() / 1000),
+      setup_intent: null,
       description,
+      intentData: ((body.mode === "setup" ? body.setup_intent_data : body.payment_intent_data) as StandInSession["intentData"]) ?? {},
     };
+    if (body.mode === "setup" && typeof body.currency === "string") s.currency = body.currency;
     sessions.set(id, s);
     return json(res, 200, sessionObject(s));
+  }
+
+  function newCard(): string {
+    const pm = newId("pm");
+    cards.set(pm, nextCard);
+    return pm;
+  }
+
+  /**
+   * `POST /v1/payment_intents`. With `confirm` the saved card decides: it succeeds (and
+   * `payment_intent.succeeded` follows), is declined (402 `card_declined`), or needs 3-D
+   * Secure, which an off-session payment cannot do (402 `authentication_required`); both
+   * failures send `payment_intent.payment_failed`.
+   */
+  function createPaymentIntent(body: Record<string, unknown>, res: ServerResponse): string {
+    const amount = Number(body.amount);
+    if (!Number.isSafeInteger(amount) || amount < 0) return apiError(res, 400, "Missing required param: amount.", "invalid_request_error", "amount");
+    if (typeof body.currency !== "string") return apiError(res, 400, "Missing required param: currency.", "invalid_request_error", "currency");
+    const pm = typeof body.payment_method === "string" ? body.payment_method : null;
+    const offSession = body.off_session === "true" || body.off_session === true;
+    const pi: StandInPaymentIntent = {
+      id: newId("pi"), object: "payment_intent", amount, amount_received: 0, currency: body.currency,
+      customer: typeof body.customer === "string" ? body.customer : null, payment_method: pm,
+      setup_future_usage: typeof body.setup_future_usage === "string" ? body.setup_future_usage : null, off_session: offSession,
+      status: "requires_confirmation", metadata: (body.metadata as Record<string, string> | undefined) ?? {}, last_payment_error: null, livemode: false,
+    };
+    paymentIntents.set(pi.id, pi);
+    if (body.confirm !== "true" && body.confirm !== true) return json(res, 200, pi);
+    if (!pm) return apiError(res, 400, "You must provide a payment_method to confirm.", "invalid_request_error", "payment_method");
+    const card = cards.get(pm);
+    if (!card) return apiError(res, 400, `No such PaymentMethod: '${pm}'`, "invalid_request_error", "payment_method");
+    if (card === "succeed") {
+      pi.status = "succeeded";
+      pi.amount_received = amount;
+      charges.set(pi.id, { id: newId("ch"), amount, currency: pi.currency, refunded: 0, sessionId: "" });
+      void send("payment_intent.succeeded", { ...pi });
+      return json(res, 200, pi);
+    }
+    const code = card === "requires_action" && offSession ? "authentication_required" : "card_declined";
+    const message = code === "authentication_required" ? "This payment requires authentication (3-D Secure)." : "Your card was declined.";
+    if (card === "requires_action" && !offSession) {
+      pi.status = "requires_action";
+      return json(res, 200, pi);
+    }
+    pi.status = "requires_payment_method";
+    pi.last_payment_error = { type: "card_error", code, message, ...(code === "card_declined" ? { decline_code: "generic_decline" } : {}) };
+    void send("payment_intent.payment_failed", { ...pi });
+    return json(res, 402, { error: { type: "card_error", code, message, ...(code === "card_declined" ? { decline_code: "generic_decline" } : {}), payment_intent: pi } });
   }
 
   function createMeterEvent(body: Record<string, unknown>, res: ServerResponse): string {
@@ -290,69 +355,12 @@ export async function startStripeStandIn(options: StripeStandInOptions = {}): Pr
     if (method === "POST" && path === "/v1/billing/meter_events") return createMeterEvent(body, res);
     if (method === "POST" && path === "/v1/customers") return createCustomer(body, res);
     if (method === "POST" && path === "/v1/refunds") return createRefund(body, res);
+    if (method === "POST" && path === "/v1/payment_intents") return createPaymentIntent(body, res);
+    if (method === "GET" && path.startsWith("/v1/payment_intents/")) {
+      const pi = paymentIntents.get(decodeURIComponent(path.slice("/v1/payment_intents/".length)));
+      return pi ? json(res, 200, pi) : apiError(res, 404, "No such payment_intent", "invalid_request_error", "id");
+    }
     return apiError(res, 404, `Unrecognized request URL (${method}: ${path}). The meterkit Stripe stand-in implements only what meterkit uses.`);
-  }
-
-  // ------------------------------------------------------------------------------------
-  // The hosted checkout page.
-
-  function page(res: ServerResponse, status: number, title: string, inner: string) {
-    res.writeHead(status, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
-    res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>${escapeHtml(title)}</title><style>
-body{font:16px/1.5 system-ui,sans-serif;background:#f6f7f9;color:#1a1f36;margin:0;display:grid;place-items:center;min-height:100vh}
-main{background:#fff;border-radius:12px;box-shadow:0 2px 12px #0002;padding:2rem;max-width:26rem;width:calc(100% - 2rem)}
-.dev{background:#fff3cd;color:#664d03;border:1px solid #ffe69c;border-radius:8px;padding:.5rem .75rem;font-size:.9rem;margin:0 0 1.5rem}
-.amount{font-size:2rem;font-weight:600;margin:.25rem 0 1.5rem}
-form{display:inline}button{font:inherit;border-radius:8px;padding:.6rem 1.2rem;border:1px solid #c0c8d2;background:#fff;cursor:pointer;margin-right:.5rem}
-button.pay{background:#635bff;border-color:#635bff;color:#fff}button:focus-visible{outline:3px solid #9f9bff;outline-offset:2px}
-</style></head><body><main>
-<p class="dev" role="note"><strong>Development only.</strong> This is meterkit's local Stripe stand-in, not Stripe: no card is charged.</p>
-${inner}</main></body></html>`);
-  }
-
-  async function checkoutPage(method: string, path: string, res: ServerResponse): Promise<void> {
-    const m = /^\/checkout\/([^/]+)(?:\/(pay|cancel))?$/.exec(path);
-    const s = m ? sessions.get(decodeURIComponent(m[1]!)) : undefined;
-    if (!m || !s) return page(res, 404, "Not found", "<h1>Checkout session not found</h1>");
-    const action = m[2];
-    if (method === "GET" && !action) {
-      if (s.status !== "open") return page(res, 410, "Checkout closed", `<h1>This checkout is ${escapeHtml(s.status)}.</h1>`);
-      const id = encodeURIComponent(s.id);
-      return page(
-        res,
-        200,
-        `Pay ${s.description}`,
-        `<h1>${escapeHtml(s.description)}</h1><p class="amount">${escapeHtml(formatMoney(s.amount_total, s.currency))}</p>
-<form method="post" action="/checkout/${id}/pay"><button class="pay" type="submit">Pay</button></form>
-<form method="post" action="/checkout/${id}/cancel"><button type="submit">Cancel</button></form>`,
-      );
-    }
-    if (method === "POST" && action === "cancel") {
-      res.writeHead(303, { location: s.cancel_url ?? s.success_url });
-      res.end();
-      return;
-    }
-    if (method === "POST" && action === "pay") {
-      if (s.status !== "open") return page(res, 410, "Checkout closed", `<h1>This checkout is ${escapeHtml(s.status)}.</h1>`);
-      const delivery = await pay(s.id);
-      const target = s.success_url.replaceAll("{CHECKOUT_SESSION_ID}", s.id);
-      if (delivery.status >= 200 && delivery.status < 300) {
-        res.writeHead(303, { location: target });
-        res.end();
-        return;
-      }
-      // Real Stripe would retry for days; here the developer should see why the app refused it.
-      return page(
-        res,
-        502,
-        "Webhook failed",
-        `<h1>Paid, but the app's webhook failed</h1><p>${escapeHtml(webhookUrl ?? "(no webhookUrl)")} answered ${delivery.status || "nothing"}:</p>
-<pre style="white-space:pre-wrap">${escapeHtml(delivery.body.slice(0, 2000))}</pre><p><a href="${escapeHtml(target)}">Continue to the app</a></p>`,
-      );
-    }
-    res.writeHead(405, { allow: "GET, POST" });
-    res.end();
   }
 
   // ------------------------------------------------------------------------------------
@@ -365,7 +373,7 @@ ${inner}</main></body></html>`);
         const url = new URL(req.url ?? "/", base);
         const method = req.method ?? "GET";
         const path = url.pathname;
-        if (!path.startsWith("/v1/")) return checkoutPage(method, path, res);
+        if (!path.startsWith("/v1/")) return checkoutPage(method, path, res, { sessions, pay, webhookUrl: () => webhookUrl });
         const text = Buffer.concat(chunks).toString("utf8");
         const type = String(req.headers["content-type"] ?? "");
         let body: Record<string, unknown> = {};
@@ -380,9 +388,8 @@ ${inner}</main></body></html>`);
         const key = req.headers["idempotency-key"];
         const cacheKey = typeof key === "string" && method === "POST" ? `${path}\u0000${key}` : null;
 
-        const failure = failures.find((f) => f.path === path && f.method === method && f.times > 0);
+        const failure = failures.take(method, path);
         if (failure) {
-          failure.times -= 1;
           if (failure.mode === "error") {
             apiError(res, failure.status, "An injected failure of the Stripe stand-in.", "api_error");
             return;
@@ -392,8 +399,7 @@ ${inner}</main></body></html>`);
             const answer = api(method, path, body, sink as unknown as ServerResponse);
             if (cacheKey && answer !== undefined && sink.statusCode < 500) idempotent.set(cacheKey, { status: sink.statusCode, body: answer });
           }
-          hanging.add(res);
-          res.on("close", () => hanging.delete(res));
+          failures.hang(res);
           return;
         }
 
@@ -436,13 +442,21 @@ ${inner}</main></body></html>`);
     sessions,
     meterEvents,
     deliveries,
+    paymentIntents,
     fail(f) {
-      failures.push({ method: "POST", mode: "error", status: 500, times: 1, ...f });
+      failures.add(f);
     },
     clearFailures() {
-      failures.length = 0;
-      for (const res of hanging) apiError(res, 500, "Released by clearFailures().", "api_error");
-      hanging.clear();
+      failures.clear((res) => apiError(res, 500, "Released by clearFailures().", "api_error"));
+    },
+    get nextCard() {
+      return nextCard;
+    },
+    set nextCard(value: StandInCard) {
+      nextCard = value;
+    },
+    setCard(paymentMethod, behaviour) {
+      cards.set(paymentMethod, behaviour);
     },
     pay,
     settle,
@@ -456,17 +470,4 @@ ${inner}</main></body></html>`);
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
-}
-
-/** Swallows the answer of an `accept-then-timeout` request: the work is done, the reply lost. */
-class ServerResponseSink {
-  statusCode = 200;
-  headersSent = false;
-  writeHead(status: number) {
-    this.statusCode = status;
-    return this;
-  }
-  end() {
-    return this;
-  }
 }

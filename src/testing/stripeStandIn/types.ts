@@ -63,8 +63,32 @@ export interface StandInSession {
   url: string | null;
   livemode: false;
   created: number;
+  /** The SetupIntent of a completed `setup` session. */
+  setup_intent: string | null;
   /** The label of the first line item (for the page). */
   description: string;
+  /** `payment_intent_data` (or `setup_intent_data`) as sent: metadata, `setup_future_usage`. */
+  intentData: { metadata?: Record<string, string>; setup_future_usage?: string };
+}
+
+/** How a saved test card behaves when charged: like Stripe's test cards `4242…`, `…0002` (declined) and `…3155` (3-D Secure). */
+export type StandInCard = "succeed" | "decline" | "requires_action";
+
+/** A PaymentIntent as the stand-in keeps it. */
+export interface StandInPaymentIntent {
+  id: string;
+  object: "payment_intent";
+  amount: number;
+  amount_received: number;
+  currency: string;
+  customer: string | null;
+  payment_method: string | null;
+  setup_future_usage: string | null;
+  off_session: boolean;
+  status: "requires_confirmation" | "requires_action" | "requires_payment_method" | "processing" | "succeeded";
+  metadata: Record<string, string>;
+  last_payment_error: { type: string; code: string; message: string; decline_code?: string } | null;
+  livemode: false;
 }
 
 /** A billing meter event the stand-in accepted (one per identifier, as Stripe deduplicates). */
@@ -111,6 +135,12 @@ export interface StripeStandIn {
   readonly meterEvents: StandInMeterEvent[];
   /** Every event delivery attempt. */
   readonly deliveries: StandInDelivery[];
+  /** PaymentIntents created (off-session auto top-ups) or paid through Checkout with a saved card. */
+  readonly paymentIntents: Map<string, StandInPaymentIntent>;
+  /** How the next saved card (Checkout `setup` mode, or `setup_future_usage`) behaves. Default `"succeed"`. */
+  nextCard: StandInCard;
+  /** Makes a saved card (`pm_…`) succeed, be declined, or need 3-D Secure from now on. */
+  setCard(paymentMethod: string, behaviour: StandInCard): void;
   /** Fails the next matching requests. */
   fail(failure: StandInFailure): void;
   /** Removes injected failures and answers requests left hanging (with a 500). */

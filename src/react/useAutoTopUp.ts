@@ -1,0 +1,108 @@
+import { useMutation, useQuery, useQueryClient, type QueryClient } from "@tanstack/react-query";
+import { useCallback } from "react";
+import { useMeterContext } from "./context.js";
+
+/** Why auto top-up paused itself (the server's `pausedReason`). */
+export type AutoTopUpPauseReason = "card_declined" | "requires_action" | "no_payment_method" | "pack_unavailable" | "payment_failed";
+
+/** One counter's auto top-up (`GET /auto-top-up`). */
+export interface AutoTopUpCounterState {
+  counter: string;
+  enabled: boolean;
+  status: "off" | "active" | "paused";
+  packId: string;
+  threshold: number;
+  maxPerPeriod: number;
+  currency: string;
+  spentThisPeriod: number;
+  inFlight: boolean;
+  pausedReason: AutoTopUpPauseReason | null;
+  pausedMessage: string | null;
+}
+
+/** `GET /auto-top-up`. */
+export interface AutoTopUpData {
+  paymentMethodSaved: boolean;
+  counters: AutoTopUpCounterState[];
+}
+
+/** The body of `PUT /auto-top-up`. */
+export interface AutoTopUpUpdate {
+  counter: string;
+  enabled: boolean;
+  packId?: string;
+  threshold?: number;
+  maxPerPeriod?: number;
+}
+
+/** The auto top-up query key: `["meterkit", "autoTopUp", baseUrl]`. */
+export const autoTopUpKey = (baseUrl: string) => ["meterkit", "autoTopUp", baseUrl] as const;
+
+export interface UseAutoTopUpOptions {
+  /** The counter `state` describes. Default: the first counter with settings. */
+  counter?: string;
+  /** Fetch only when true. Default `true`. */
+  enabled?: boolean;
+  /** Use this QueryClient instead of the provider's. */
+  queryClient?: QueryClient;
+  /** Goes to the card-saving Checkout page. Default: `window.location.assign(url)`. */
+  navigate?: (url: string) => void;
+  /** Where Stripe returns after saving the card. Default: the server's choice. */
+  successUrl?: string;
+  /** Where Stripe returns on cancel. Default: the server's choice. */
+  cancelUrl?: string;
+}
+
+export interface UseAutoTopUpResult {
+  /** Everything `GET /auto-top-up` answered; undefined while loading. */
+  data: AutoTopUpData | undefined;
+  /** The chosen counter's state, or null when it has no settings (auto top-up never set up). */
+  state: AutoTopUpCounterState | null;
+  status: "pending" | "error" | "success";
+  error: Error | null;
+  /** `PUT /auto-top-up`; resolves with the new state and refreshes the query. */
+  update: (input: AutoTopUpUpdate) => Promise<AutoTopUpCounterState>;
+  isUpdating: boolean;
+  /** Opens Checkout in setup mode to save (or replace) the card: the fix for a paused top-up. */
+  saveCard: () => Promise<void>;
+  isSavingCard: boolean;
+}
+
+/** The signed-in user's auto top-up: its state (react-query), turning it on/off, and saving a card. */
+export function useAutoTopUp({ counter, enabled = true, queryClient, navigate, successUrl, cancelUrl }: UseAutoTopUpOptions = {}): UseAutoTopUpResult {
+  const ctx = useMeterContext("useAutoTopUp");
+  const client = useQueryClient(queryClient ?? ctx.queryClient);
+  const key = autoTopUpKey(ctx.baseUrl);
+  const query = useQuery({ queryKey: key, queryFn: () => ctx.request<AutoTopUpData>("/auto-top-up"), enabled }, client);
+  const put = useMutation(
+    {
+      mutationFn: (input: AutoTopUpUpdate) =>
+        ctx.request<AutoTopUpCounterState>("/auto-top-up", { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(input) }),
+      onSuccess: () => client.invalidateQueries({ queryKey: key }),
+    },
+    client,
+  );
+  const setup = useMutation(
+    {
+      mutationFn: () =>
+        ctx.request<{ url: string }>("/auto-top-up/setup", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ successUrl, cancelUrl }) }),
+      onSuccess: ({ url }) => (navigate ? navigate(url) : window.location.assign(url)),
+    },
+    client,
+  );
+  const data = query.data;
+  const state = (counter === undefined ? data?.counters[0] : data?.counters.find((c) => c.counter === counter)) ?? null;
+  const saveCard = useCallback(async () => {
+    await setup.mutateAsync();
+  }, [setup]);
+  return {
+    data,
+    state,
+    status: query.status,
+    error: query.error ?? put.error ?? setup.error,
+    update: put.mutateAsync,
+    isUpdating: put.isPending,
+    saveCard,
+    isSavingCard: setup.isPending,
+  };
+}

@@ -3,6 +3,7 @@ export type { CreateMeterOptions, Meter, MeterInternals } from "./createMeter.js
 export type { AuditDifference } from "./ledger/audit.js";
 export type { LedgerEntry, EntryKind, EntriesOptions, DailyUsage, UsageByDayOptions } from "./ledger/history.js";
 export type { DatabaseOption } from "./db.js";
+export type { TimeoutOptions } from "./timeouts.js";
 export { migrationFiles } from "./migrate.js";
 export { MeterError, LimitReachedError, ERROR_CODES } from "../core/errors.js";
 export type { ErrorCode } from "../core/errors.js";

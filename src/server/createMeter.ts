@@ -63,7 +63,10 @@ export interface CreateMeterOptions {
   defaultPlan?: string;
   /** How long a hold lives before it expires, in ms. Default 600 000 (10 minutes). */
   holdTtl?: number;
-  /** Postgres schema of the ledger's tables. Default `"meterkit"`. */
+  /**
+   * Postgres schema of the ledger's tables: a lower-case SQL identifier of at most 54
+   * characters (its NOTIFY channel `meterkit:<schema>` must fit 63 bytes). Default `"meterkit"`.
+   */
   schema?: string;
   /** Connections in the pool this meter creates from a connection string. Default 10. */
   poolSize?: number;

@@ -4,6 +4,7 @@ export type { AuditDifference } from "./ledger/audit.js";
 export type { Reservation } from "./ledger/reservation.js";
 export type { LedgerEntry, EntryKind, EntriesOptions, DailyUsage, UsageByDayOptions } from "./ledger/history.js";
 export type { DatabaseOption } from "./db.js";
+export type { TimeoutOptions } from "./timeouts.js";
 export { migrationFiles } from "./migrate.js";
 export { MeterError, LimitReachedError, ERROR_CODES } from "../core/errors.js";
 export type { ErrorCode } from "../core/errors.js";

@@ -133,6 +133,20 @@ describe("the trigger rule", () => {
   });
 });
 
+test("64 concurrent observers of one crossing, in four processes, arm one charge: Postgres decides, not process memory", async () => {
+  t = await topUpTest();
+  await t.saveCard("dot");
+  await t.meter.autoTopUp.set("dot", { ...STARTER, maxPerPeriod: 5000 });
+  // The drop happens in a process without auto top-up (nothing observes it yet)…
+  await spend("dot", 600, t.another({ autoTopUp: undefined }));
+  // …then every observer sees it at once.
+  const meters = [t.meter, t.another(), t.another(), t.another()];
+  await Promise.all(Array.from({ length: 64 }, (_, i) => meters[i % 4]!.autoTopUp.observe("dot")));
+  await Promise.all(meters.map((m) => m.autoTopUp.run()));
+  expect(t.charges()).toHaveLength(1);
+  expect(await t.remaining("dot")).toBe(400 + 10_000);
+});
+
 describe("charging", () => {
   test("a worker that dies after Stripe charged and before the grant: the next worker replays the same charge, credited once", async () => {
     t = await topUpTest();

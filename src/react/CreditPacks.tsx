@@ -83,7 +83,8 @@ export const CreditPacks = forwardRef<HTMLDivElement, CreditPacksProps>(function
             return (
               <li key={pack.id} className={cx("mk-packs-item", cls.item)}>
                 <BuyCreditsButton packId={pack.id} successUrl={successUrl} cancelUrl={cancelUrl} navigate={navigate} onSuccess={onSuccess} onError={onError} className={cls.buy}>
-                  {formatPack ? formatPack(p) : fill(t.pack, { label: pack.label, amount: p.amount, price: p.price })}
+                  {/* One child: a flex button must not spread the template's parts apart. */}
+                  <span>{formatPack ? formatPack(p) : fill(t.pack, { label: pack.label, amount: p.amount, price: p.price })}</span>
                 </BuyCreditsButton>
               </li>
             );

@@ -120,7 +120,8 @@ export const LimitReachedDialog = forwardRef<HTMLDialogElement, LimitReachedDial
   const key = store.info?.counter || counterKey;
   const limited = counters.filter((c) => !c.unlimited);
   const counter = key ? counters.find((c) => c.key === key) : (limited.find((c) => c.level === "empty") ?? limited[0]);
-  const label = counter ? (t.labels[counter.key] ?? counter.label) : (key ?? "");
+  // While usage loads, the key stands in for the label (translated when `labels` has it).
+  const label = counter ? (t.labels[counter.key] ?? counter.label) : key ? (t.labels[key] ?? key) : "";
   const details: LimitReachedDetails = {
     counter,
     label,

@@ -60,7 +60,8 @@ describe("UsageHistory", () => {
     expect(alert).toHaveTextContent("The history could not be loaded.");
     meter.recover();
     await userEvent.click(within(alert).getByRole("button", { name: "Try again" }));
-    expect(await screen.findByRole("img")).toBeInTheDocument();
-    await waitFor(() => expect(screen.queryByRole("alert")).toBeNull());
+    // Both queries are read again (under load this takes a moment).
+    expect(await screen.findByRole("img", {}, { timeout: 3000 })).toBeInTheDocument();
+    await waitFor(() => expect(screen.queryByRole("alert")).toBeNull(), { timeout: 3000 });
   });
 });

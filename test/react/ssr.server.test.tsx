@@ -42,7 +42,9 @@ describe("server rendering", () => {
     const queryClient = new QueryClient();
     queryClient.setQueryData(meterKeys.usage("/api/meter"), sampleUsage());
     const html = renderApp(queryClient);
-    expect(html).toContain("12,340 tokens left");
+    // The amount sits in a <bdi>: compare the text.
+    expect(html.replace(/<[^>]+>/g, "")).toContain("12,340 tokens left");
+    expect(html).toContain("<bdi>12,340 tokens</bdi> left");
     expect(html).toContain('data-state="ok"');
     expect(html).toContain("Buy credits");
     expect(html).not.toContain("<dialog");

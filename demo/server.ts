@@ -103,7 +103,7 @@ async function main(): Promise<void> {
         ``,
         `  database  ${postgres ? `embedded Postgres (data in .demo-data/)` : "DATABASE_URL"}`,
         `  payments  ${payments.mode === "stripe" ? "Stripe test mode" : `local Stripe stand-in at ${payments.standIn?.url} (no card is charged)`}`,
-        `  balance   ${tokens?.remaining.toLocaleString("en-US")} of ${((tokens?.quota ?? 0) + (tokens?.granted ?? 0)).toLocaleString("en-US")} tokens for ${DEMO_USER}`,
+        `  balance   ${(tokens?.remaining ?? 0).toLocaleString("en-US")} of ${((tokens?.quota ?? 0) + (tokens?.granted ?? 0)).toLocaleString("en-US")} tokens for ${DEMO_USER}`,
         ``,
         `  Ctrl-C to stop.`,
         ``,

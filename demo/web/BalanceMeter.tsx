@@ -25,7 +25,7 @@ export function BalanceMeter({ counter }: BalanceMeterProps) {
         aria-valuemin={0}
         aria-valuemax={total}
         aria-valuenow={counter.used + counter.held}
-        aria-valuetext={`${num(counter.used)} used, ${num(counter.held)} held, ${num(counter.remaining)} left of ${num(counter.total)}`}
+        aria-valuetext={`${num(counter.used)} used, ${num(counter.held)} held, ${num(counter.remaining ?? 0)} left of ${num(counter.total)}`}
       >
         <span className="demo-meter-used" style={{ width: pct(counter.used) }} />
         <span className="demo-meter-held" style={{ width: pct(counter.held) }} />
@@ -41,7 +41,7 @@ export function BalanceMeter({ counter }: BalanceMeterProps) {
         </span>
         <span>
           <i className="demo-dot demo-dot-left" aria-hidden="true" />
-          {num(counter.remaining)} left of {num(counter.total)}
+          {num(counter.remaining ?? 0)} left of {num(counter.total)}
           {counter.granted > 0 && <> (incl. {num(counter.granted)} bought)</>}
         </span>
         {renews && <span className="demo-meter-renews">allowance renews {renews}</span>}

@@ -25,10 +25,10 @@ export function UsagePage() {
     <section className="demo-usage" aria-labelledby="usage-title">
       <h1 id="usage-title">Usage</h1>
       <dl className="demo-stats">
-        <Stat label="Left" value={counter?.remaining} strong />
+        <Stat label="Left" value={counter?.remaining ?? undefined} strong />
         <Stat label="Used this month" value={counter?.used} />
         <Stat label="Held right now" value={counter?.held} />
-        <Stat label="Monthly allowance" value={counter?.quota} />
+        <Stat label="Monthly allowance" value={counter?.quota ?? undefined} />
         <Stat label="Bought in packs" value={counter?.granted} />
       </dl>
 

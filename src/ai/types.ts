@@ -75,6 +75,6 @@ export interface Settlement {
   usageSource: "provider" | "counted" | "none";
   /** True when the stream ended early (consumer stopped, client disconnected, provider error). */
   partial: boolean;
-  /** The meter's balance after settling, in `unit`. */
-  remaining: number;
+  /** The meter's balance after settling, in `unit`; `null` on an unlimited counter. */
+  remaining: number | null;
 }

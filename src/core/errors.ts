@@ -29,8 +29,11 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/** A JSON value, as an error detail may carry (e.g. the first result of a hold in a `conflict`). */
+export type ErrorDetailValue = string | number | boolean | null | ErrorDetailValue[] | { [key: string]: ErrorDetailValue };
+
 /** Extra, machine-readable fields an error carries on the wire next to `code` and `message`. */
-export type ErrorDetails = Record<string, string | number | boolean | null>;
+export type ErrorDetails = Record<string, ErrorDetailValue>;
 
 /** The error type of every meterkit entry point. `code` is one of {@link ERROR_CODES}. */
 export class MeterError extends Error {
@@ -73,7 +76,7 @@ export class LimitReachedError extends MeterError {
 
 /** The JSON body of every error response. */
 export interface ErrorBody {
-  error: { code: ErrorCode; message: string } & Record<string, string | number | boolean | null>;
+  error: { code: ErrorCode; message: string } & Record<string, ErrorDetailValue>;
 }
 
 export function isErrorCode(value: unknown): value is ErrorCode {

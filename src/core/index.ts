@@ -1,5 +1,5 @@
 export { ERROR_CODES, MeterError, LimitReachedError, errorFromBody, isErrorCode } from "./errors.js";
-export type { ErrorCode, ErrorBody, ErrorDetails } from "./errors.js";
+export type { ErrorCode, ErrorBody, ErrorDetails, ErrorDetailValue } from "./errors.js";
 export { MAX_AMOUNT, assertAmount, assertId, parseDecimal } from "./amounts.js";
 export type { AmountRule, Decimal } from "./amounts.js";
 export { FINE_PER_UNIT, fineCostOfTokens, fineCostOfUsage, priceOf, ceilFine } from "./pricing.js";

@@ -17,8 +17,11 @@ export interface LimitGroup {
   label?: string;
   /** The base unit of every amount in this group. Default `"tokens"`. */
   unit?: Unit;
-  /** Allowance per period, in base units (a safe integer ≥ 0). */
-  quota: number;
+  /**
+   * Allowance per period, in base units (a safe integer ≥ 0), or `null` for an unlimited
+   * counter: usage is still recorded, counted and reported, and nothing is ever refused.
+   */
+  quota: number | null;
   /** Default `"month"`. */
   period?: Period;
   /** Default `"calendar"`. */
@@ -89,16 +92,21 @@ export interface CounterUsage {
   unit: Unit;
   /** Currency of a `cents` counter (ISO 4217 lower case). */
   currency?: string;
-  /** Allowance this period. */
-  quota: number;
+  /** Allowance this period; `null` on an unlimited counter. */
+  quota: number | null;
   /** Credits from grants available this period (unexpired grants, including what this period drew from them). */
   granted: number;
   /** Committed usage this period. */
   used: number;
   /** Open, unexpired holds. */
   held: number;
-  /** `max(0, quota + granted - used - held)`. */
-  remaining: number;
+  /** `max(0, quota + granted - used - held)`; `null` on an unlimited counter. */
+  remaining: number | null;
+  /**
+   * Credits still owed from a refunded or disputed pack whose credits were already spent
+   * (absent when nothing is owed). The next credits pay it, once; see docs/stripe.md.
+   */
+  debt?: number;
   periodStart: string | null;
   periodEnd: string | null;
 }
@@ -126,7 +134,7 @@ export interface ReserveOptions {
 }
 
 export type ReserveResult =
-  | { allowed: true; reservationId: string; remaining: number; expiresAt: string; amount: number; counter: string }
+  | { allowed: true; reservationId: string; remaining: number | null; expiresAt: string; amount: number; counter: string }
   | { allowed: false; reason: "limit_reached"; remaining: number; required: number; counter: string };
 
 /** Options of {@link MeterApi.commit}. */
@@ -150,7 +158,8 @@ export interface CommitResult {
   refunded: number;
   /** `committed - held` when positive: recorded as usage beyond the hold. */
   overage: number;
-  remaining: number;
+  /** What the user has left; `null` on an unlimited counter. */
+  remaining: number | null;
 }
 
 export interface ReleaseResult {
@@ -158,7 +167,8 @@ export interface ReleaseResult {
   userId: string;
   status: "released";
   released: number;
-  remaining: number;
+  /** What the user has left; `null` on an unlimited counter. */
+  remaining: number | null;
 }
 
 /** Options of {@link MeterApi.track}. */
@@ -174,7 +184,8 @@ export interface TrackResult {
   /** Amount charged (negative for a refund). */
   amount: number;
   counter: string;
-  remaining: number;
+  /** What the user has left; `null` on an unlimited counter. */
+  remaining: number | null;
 }
 
 /** Options of {@link MeterApi.grant}. */
@@ -192,7 +203,10 @@ export interface GrantResult {
   grantId: string;
   amount: number;
   counter: string;
-  remaining: number;
+  /** What the user has left; `null` on an unlimited counter. */
+  remaining: number | null;
+  /** Credits of this grant that paid an open debt at once (absent when none). */
+  debtPaid?: number;
 }
 
 /** Options of {@link MeterApi.adjust}. */
@@ -205,15 +219,19 @@ export interface AdjustOptions {
 export interface AdjustResult {
   amount: number;
   counter: string;
-  remaining: number;
+  /** What the user has left; `null` on an unlimited counter. */
+  remaining: number | null;
 }
 
 /** Arguments of {@link MeterApi.upsertSubscription}. */
 export interface SubscriptionInput {
   userId: string;
   planId: string;
-  /** Per-counter overrides of the plan's limits, e.g. `{ tokens: { quota: 50000 } }`. */
-  customLimits?: Record<string, { quota: number }>;
+  /**
+   * Per-counter overrides of the plan's limits, e.g. `{ tokens: { quota: 50000 } }`;
+   * `quota: null` makes the counter unlimited for this user. Unknown fields are refused.
+   */
+  customLimits?: Record<string, { quota: number | null }>;
   /** Start of the subscription (anchors `subscription_start` periods). Default: now, or the existing start. */
   startedAt?: string | Date;
 }
@@ -221,7 +239,7 @@ export interface SubscriptionInput {
 export interface Subscription {
   userId: string;
   planId: string;
-  customLimits: Record<string, { quota: number }>;
+  customLimits: Record<string, { quota: number | null }>;
   startedAt: string;
 }
 

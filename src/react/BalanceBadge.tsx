@@ -73,7 +73,7 @@ export function BalanceBadge({
   let title: string | undefined;
   if (counter) {
     const fmt = (n: number, c = compact) => formatAmount(n, counter.unit, { locale, currency: counter.currency, compact: c });
-    text = formatLabel({ counter, remaining: fmt(counter.remaining), held: fmt(counter.held) });
+    text = formatLabel({ counter, remaining: fmt(counter.remaining ?? 0), held: fmt(counter.held) });
     if (showHeld && counter.held) held = `${fmt(counter.held)} held`;
     // The tooltip spells numbers out in full even when the badge is compact.
     title =

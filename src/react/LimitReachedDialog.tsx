@@ -109,12 +109,12 @@ export function LimitReachedDialog(props: LimitReachedDialogProps) {
   const render = (v: LimitReachedDialogProps["title"], fallback: ReactNode) => (typeof v === "function" ? v(details) : (v ?? fallback));
   const info = store.info;
   // Opened by hand (a "Buy" button) while credit remains: offer packs, don't announce a limit.
-  const voluntary = !(info && info.required > 0) && !!counter && counter.remaining > 0;
+  const voluntary = !(info && info.required > 0) && !!counter && (counter.remaining ?? 0) > 0;
   const defaultDescription = [
     info && info.required > 0
       ? `This needs ${fmt(info.required)}; you have ${fmt(info.remaining)} left.`
-      : counter && counter.remaining > 0
-        ? `You have ${fmt(counter.remaining)} left.`
+      : counter && (counter.remaining ?? 0) > 0
+        ? `You have ${fmt(counter.remaining ?? 0)} left.`
         : `You have used all your ${details.label.toLowerCase()}.`,
     details.renews ? `Your allowance renews on ${details.renews}.` : "",
     packs.length ? (voluntary ? "Buy more whenever you like." : "Buy more to keep going now.") : "",

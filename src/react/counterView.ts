@@ -19,12 +19,12 @@ export interface CounterView extends Omit<CounterUsage, "periodStart" | "periodE
 export const DEFAULT_LOW_THRESHOLD = 0.1;
 
 export function toCounterView(c: CounterUsage, lowThreshold = DEFAULT_LOW_THRESHOLD): CounterView {
-  const total = c.quota + c.granted;
+  const total = (c.quota ?? 0) + c.granted;
   return {
     ...c,
     total,
     fractionUsed: total > 0 ? Math.min(1, (c.used + c.held) / total) : 1,
-    level: c.remaining <= 0 ? "empty" : c.remaining <= total * lowThreshold ? "low" : "normal",
+    level: (c.remaining ?? 0) <= 0 ? "empty" : (c.remaining ?? 0) <= total * lowThreshold ? "low" : "normal",
     periodStart: c.periodStart ? new Date(c.periodStart) : null,
     periodEnd: c.periodEnd ? new Date(c.periodEnd) : null,
   };

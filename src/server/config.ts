@@ -52,7 +52,8 @@ export function resolveConfig(
       limits[key] = {
         label: g.label ?? key,
         unit,
-        quota: assertAmount(g.quota, `${where}.quota`, { allowZero: true }),
+        // null: an unlimited counter (usage recorded, nothing refused).
+        quota: g.quota === null ? null : assertAmount(g.quota, `${where}.quota`, { allowZero: true }),
         period,
         anchor,
         overage: g.overage ?? "record",

@@ -32,6 +32,22 @@ export function optionsObject<T extends object>(value: T | undefined, name: stri
   return value;
 }
 
+/**
+ * An options argument whose fields are all known: undefined, or a plain object with no field
+ * outside `known`. A typo (`ttll`, `cachedTokens`) is `invalid_request` naming its path, never
+ * silently ignored. `name` is the path of the object itself ("" at the top level).
+ */
+export function strictObject<T extends object>(value: T | undefined, name: string, known: readonly string[]): Partial<T> {
+  const o = optionsObject(value, name || "options");
+  for (const key of Object.keys(o)) {
+    if (!known.includes(key)) {
+      const path = name ? `${name}.${key}` : key;
+      throw new MeterError("invalid_request", `Unknown field "${path}" (known: ${known.join(", ") || "none"}).`, { field: path });
+    }
+  }
+  return o;
+}
+
 export function optionalId(value: unknown, name: string): string | null {
   return value === undefined || value === null ? null : assertId(value, name);
 }
@@ -85,17 +101,35 @@ export function ttlMs(value: unknown, fallback: number): number {
   return ttl;
 }
 
+/**
+ * ISO 8601 as meterkit accepts it: a date, or a date and time with an optional zone (none =
+ * UTC). `Date.parse` alone rolls impossible dates over ("2026-02-30" → March 2): the fields are
+ * checked against the calendar first.
+ */
+const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?)?$/;
+
 export function optionalDate(value: unknown, name: string): Date | null {
   if (value === undefined || value === null) return null;
-  const d = value instanceof Date ? value : typeof value === "string" ? new Date(value) : null;
+  let d: Date | null = null;
+  if (value instanceof Date) d = value;
+  else if (typeof value === "string") {
+    const m = ISO_DATE.exec(value);
+    if (m) {
+      const [year, month, day, hour = 0, minute = 0, second = 0] = m.slice(1, 7).map((x) => (x === undefined ? undefined : Number(x))) as number[];
+      const daysInMonth = month! >= 1 && month! <= 12 ? new Date(Date.UTC(year!, month!, 0)).getUTCDate() : 0;
+      const valid = day! >= 1 && day! <= daysInMonth && hour <= 23 && minute <= 59 && second <= 59;
+      // Without a zone, a date-time is read as UTC, like a bare date (Date.parse would use local time).
+      if (valid) d = new Date(m[4] !== undefined && m[7] === undefined ? value + "Z" : value);
+    }
+  }
   if (!d || Number.isNaN(d.getTime()) || d.getUTCFullYear() < 1970 || d.getUTCFullYear() > 9999) {
-    throw new MeterError("invalid_request", `${name} must be a valid date or ISO 8601 string.`, { field: name });
+    throw new MeterError("invalid_request", `${name} must be a real calendar date, as a Date or an ISO 8601 string (e.g. "2026-03-01T00:00:00Z").`, { field: name });
   }
   return d;
 }
 
 export function tokenUsage(value: unknown): Required<TokenUsage> {
-  const u = optionsObject(value as TokenUsage, "usage");
+  const u = strictObject(value as TokenUsage, "usage", ["inputTokens", "cachedInputTokens", "outputTokens"]);
   const inputTokens = assertAmount(u.inputTokens, "usage.inputTokens", { allowZero: true });
   const outputTokens = assertAmount(u.outputTokens, "usage.outputTokens", { allowZero: true });
   const cachedInputTokens = assertAmount(u.cachedInputTokens ?? 0, "usage.cachedInputTokens", { allowZero: true });

@@ -53,7 +53,7 @@ export function counter(overrides: Partial<CounterUsage> = {}): CounterUsage {
     periodEnd: "2026-12-01T00:00:00.000Z",
   };
   const c = { ...base, ...overrides };
-  if (overrides.remaining === undefined) c.remaining = Math.max(0, c.quota + c.granted - c.used - c.held);
+  if (overrides.remaining === undefined) c.remaining = Math.max(0, (c.quota ?? 0) + c.granted - c.used - c.held);
   return c;
 }
 
@@ -96,7 +96,7 @@ export function createFakeMeter(options: FakeMeterOptions = {}): FakeMeter {
       const counters = usage.counters.map((c, i) => {
         if (i > 0) return c;
         // Spend down to a tenth of the total, then start over: the story keeps ticking forever.
-        const used = c.remaining - step < (c.quota + c.granted) / 10 ? c.used - 40 * step : c.used + step;
+        const used = (c.remaining ?? 0) - step < ((c.quota ?? 0) + c.granted) / 10 ? c.used - 40 * step : c.used + step;
         return counter({ ...c, used, held, remaining: undefined });
       });
       push({ ...usage, version: usage.version + 1, counters });

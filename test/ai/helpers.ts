@@ -13,7 +13,7 @@ export interface AiFixture {
   /** A new user on the pro plan (500 cents). */
   proUser(): Promise<string>;
   /** A counter's numbers for a user. */
-  counter(userId: string, key: "tokens" | "credits"): Promise<{ used: number; held: number; remaining: number }>;
+  counter(userId: string, key: "tokens" | "credits"): Promise<{ used: number; held: number; remaining: number | null }>;
   close(): Promise<void>;
 }
 

@@ -119,7 +119,7 @@ describe("holds across a period boundary", () => {
     await meter.track(user, "strict", 100);
     const c = await counter(user, "strict");
     expect(c).toMatchObject({ used: 100, held: 900, remaining: 0 });
-    expect(c.used + c.held).toBeLessThanOrEqual(c.quota + c.granted);
+    expect(c.used + c.held).toBeLessThanOrEqual(c.quota! + c.granted);
   });
 
   test("a daily subscription_start period renews at the anchor's time of day, not at midnight", async () => {

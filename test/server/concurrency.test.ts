@@ -70,7 +70,7 @@ describe("concurrent reservations never oversell", () => {
     const sampler = (async () => {
       for (let i = 0; i < 20; i++) {
         const c = (await meter.usage(user)).counters[0]!;
-        expect(c.used + c.held).toBeLessThanOrEqual(c.quota + c.granted);
+        expect(c.used + c.held).toBeLessThanOrEqual(c.quota! + c.granted);
       }
     })();
     await Promise.all([...Array.from({ length: 32 }, (_, w) => worker(w)), sampler]);

@@ -59,3 +59,49 @@ test("an unreachable database is `unavailable`, not a crash", async () => {
   await expect(m.usage("u")).rejects.toMatchObject({ code: "unavailable" });
   await m.close();
 });
+
+test("a database migrated by 0.1 (0001–0003) upgrades in place: old debts move out of grants and are collected once", async () => {
+  // Apply the 0.1 migrations by hand, as a released install has them.
+  const old = (await migrationFiles()).filter((f) => f.id <= 3);
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  await c.query("CREATE SCHEMA upgrade; CREATE TABLE upgrade.migrations (id int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
+  for (const f of old) {
+    await c.query("BEGIN");
+    await c.query("SET LOCAL search_path TO upgrade, pg_catalog");
+    await c.query(f.sql);
+    await c.query("INSERT INTO upgrade.migrations (id, name) VALUES ($1, $2)", [f.id, f.name]);
+    await c.query("COMMIT");
+  }
+  // 0.1 state: a user owes 300 as a negative "debt grant" and has since bought a 1,000 pack
+  // (which 0.1 left at 1,000 while the debt kept withholding 300).
+  await c.query(`
+    SET search_path TO upgrade, pg_catalog;
+    INSERT INTO plans VALUES ('free', 'Free');
+    INSERT INTO limit_groups VALUES ('free', 'tokens', 'Tokens', 'tokens', NULL, 1000, 'month', 'calendar', 'record');
+    INSERT INTO subscriptions (user_id, plan_id, started_at) VALUES ('u', 'free', now());
+    INSERT INTO grants (id, user_id, counter_key, amount, remaining, source, metadata)
+      VALUES ('debt_old', 'u', 'tokens', -300, -300, 'debt', '{"paymentIntent": "pi_1", "grantId": "grt_1"}');
+    INSERT INTO entries (user_id, counter_key, kind, amount, grant_id, metadata) VALUES ('u', 'tokens', 'grant', -300, 'debt_old', '{"source": "debt"}');
+    INSERT INTO grants (id, user_id, counter_key, amount, remaining, source) VALUES ('grt_2', 'u', 'tokens', 1000, 1000, 'stripe');
+    INSERT INTO entries (user_id, counter_key, kind, amount, grant_id) VALUES ('u', 'tokens', 'grant', 1000, 'grt_2');
+    RESET search_path;`);
+  const meter = createMeter({ database: db.url, plans: TEST_PLANS, schema: "upgrade", sweepInterval: 0 });
+  const before = await meter.usage("u");
+  expect(before.counters[0]).toMatchObject({ granted: 700, remaining: 1700 });
+  expect(await meter.migrate()).toEqual((await migrationFiles()).filter((f) => f.id > 3).map((f) => f.name));
+  // Same spendable credit as before, but the debt is settled: it no longer withholds anything.
+  const after = await meter.usage("u");
+  expect(after.counters[0]).toMatchObject({ granted: 700, remaining: 1700 });
+  expect(after.counters[0]).not.toHaveProperty("debt");
+  const { rows } = await c.query("SELECT id, amount, remaining FROM upgrade.debts");
+  expect(rows).toEqual([{ id: "debt_old", amount: "300", remaining: "0" }]);
+  expect((await c.query("SELECT count(*)::int AS n FROM upgrade.grants WHERE amount < 0")).rows[0].n).toBe(0);
+  expect(await meter.audit()).toEqual([]);
+  // The ledger works on the upgraded schema.
+  await meter.track("u", "tokens", 1500);
+  expect((await meter.usage("u")).counters[0]).toMatchObject({ used: 1500, remaining: 200 });
+  expect(await meter.audit()).toEqual([]);
+  await c.end();
+  await meter.close();
+});

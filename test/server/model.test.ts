@@ -111,7 +111,7 @@ async function run(ops: Op[], policy: "strict" | "lenient") {
     }
     const c = (await meter.usage(user)).counters[0]!;
     expect({ quota: c.quota, used: c.used, held: c.held, granted: c.granted, remaining: c.remaining, periodStart: c.periodStart }).toEqual(model.usage());
-    if (policy === "strict") expect(c.used + c.held).toBeLessThanOrEqual(c.quota + c.granted);
+    if (policy === "strict") expect(c.used + c.held).toBeLessThanOrEqual(c.quota! + c.granted);
   }
   expect(await meter.audit(user)).toEqual([]);
 }

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { clockPool } from "../helpers/clock.js";
+import { freshDatabase } from "../helpers/db.js";
 import { paidSession, refundedCharge, stripeEvent, stripeTest, type StripeTest } from "./helpers.js";
 
 let t: StripeTest;
@@ -38,7 +40,7 @@ async function available(userId: string): Promise<number> {
 async function entries(userId: string) {
   const s = t.meter.internals.schema;
   const { rows } = await t.meter.internals.pool.query<{ kind: string; amount: string; grant_id: string }>(
-    `SELECT kind, amount, grant_id FROM ${s}.entries WHERE user_id = $1 AND kind IN ('grant', 'clawback') ORDER BY id`,
+    `SELECT kind, amount, grant_id FROM ${s}.entries WHERE user_id = $1 AND kind IN ('grant', 'clawback', 'debt', 'settle') ORDER BY id`,
     [userId],
   );
   return rows.map((r) => ({ kind: r.kind, amount: Number(r.amount) }));
@@ -61,21 +63,25 @@ describe("refunds", () => {
     const s = await buy("r2");
     await spend("r2", 7_000);
     await t.deliver(stripeEvent("charge.refunded", refundedCharge(s.payment_intent, 500)));
-    expect(await available("r2")).toBe(-7_000);
+    expect(await available("r2")).toBe(0);
     expect(await entries("r2")).toEqual([
       { kind: "grant", amount: 10_000 },
       { kind: "clawback", amount: 3_000 },
-      { kind: "grant", amount: -7_000 },
+      { kind: "debt", amount: 7_000 },
     ]);
-    const sch = t.meter.internals.schema;
-    const { rows } = await t.meter.internals.pool.query(`SELECT amount, remaining, source FROM ${sch}.grants WHERE user_id = 'r2' AND source = 'debt'`);
-    expect(rows).toEqual([{ amount: "-7000", remaining: "-7000", source: "debt" }]);
+    expect((await t.meter.usage("r2")).counters[0]).toMatchObject({ debt: 7_000, remaining: 0, granted: 7_000 });
     expect(await t.meter.audit("r2")).toEqual([]);
     // They cannot spend on credit they no longer have…
     expect((await t.meter.reserve("r2", "llm.tokens", 1)).allowed).toBe(false);
-    // …and a new pack first pays the debt back.
+    // …and a new pack first pays the debt back, once.
     await buy("r2");
     expect(await available("r2")).toBe(3_000);
+    expect((await t.meter.usage("r2")).counters[0]).not.toHaveProperty("debt");
+    expect((await entries("r2")).slice(3)).toEqual([
+      { kind: "grant", amount: 10_000 },
+      { kind: "settle", amount: 7_000 },
+    ]);
+    expect(await t.meter.audit("r2")).toEqual([]);
   });
 
   test("the live balance is notified when credits are clawed back", async () => {
@@ -149,7 +155,8 @@ describe("disputes", () => {
     await t.deliver(
       stripeEvent("charge.dispute.created", { id: "dp_1", object: "dispute", amount: 500, charge: "ch_1", payment_intent: s.payment_intent, status: "needs_response" }),
     );
-    expect(await available("d1")).toBe(-4_000);
+    expect(await available("d1")).toBe(0);
+    expect((await t.meter.usage("d1")).counters[0]).toMatchObject({ debt: 4_000 });
     expect(await t.meter.audit("d1")).toEqual([]);
   });
 
@@ -164,5 +171,113 @@ describe("disputes", () => {
     const s2 = t.meter.internals.schema;
     const { rows } = await t.meter.internals.pool.query(`SELECT clawed FROM ${s2}.stripe_payments WHERE payment_intent = $1`, [s.payment_intent]);
     expect(rows[0].clawed).toBe("10000");
+  });
+});
+
+describe("a debt is collected exactly once", () => {
+  // The issue's numbers: 1,000 tokens a month, 1,300 spent (300 of them from a 5,000 pack), the
+  // pack refunded in full. The debt (300) must be paid once by the next credit, and never withheld
+  // from the allowance of later months.
+  let d: StripeTest;
+  let db: { url: string; drop: () => Promise<void> };
+  let clock: ReturnType<typeof clockPool>;
+  beforeAll(async () => {
+    db = await freshDatabase();
+    clock = clockPool(db.url);
+    d = await stripeTest({
+      meter: {
+        database: clock.pool,
+        plans: { monthly: { limits: { tokens: { quota: 1_000, period: "month" } } } },
+        meters: { "llm.tokens": { counter: "tokens" } },
+        defaultPlan: "monthly",
+      },
+    });
+  });
+  afterAll(async () => {
+    await d?.cleanup();
+    await clock?.pool.end();
+    await db?.drop();
+  });
+
+  const month = (m: number) => clock.set(new Date(Date.UTC(2026, m, 10, 12)));
+  const tokens = async (u: string) => (await d.meter.usage(u)).counters[0]!;
+  async function settled(u: string) {
+    const s = d.meter.internals.schema;
+    const { rows } = await d.meter.internals.pool.query<{ n: string; total: string | null }>(
+      `SELECT count(*) AS n, sum(amount) AS total FROM ${s}.entries WHERE user_id = $1 AND kind = 'settle'`,
+      [u],
+    );
+    return { entries: Number(rows[0]!.n), total: Number(rows[0]!.total ?? 0) };
+  }
+  async function spendOn(u: string, amount: number) {
+    const r = await d.meter.reserve(u, "llm.tokens", amount);
+    if (!r.allowed) throw new Error(`could not reserve ${amount}`);
+    await d.meter.commit(r.reservationId, { actual: amount });
+  }
+
+  test("the allowance is never withheld for it, month after month, and the next pack pays it once", async () => {
+    await month(0);
+    const pack = paidSession("debt-1", { credits: 5_000 });
+    await d.deliver(stripeEvent("checkout.session.completed", pack));
+    await spendOn("debt-1", 1_300);
+    await d.deliver(stripeEvent("charge.refunded", refundedCharge(pack.payment_intent, 500)));
+    expect(await tokens("debt-1")).toMatchObject({ used: 1_300, granted: 300, remaining: 0, debt: 300 });
+    for (let m = 1; m <= 6; m++) {
+      await month(m);
+      // Each new month: the whole allowance, nothing withheld, the debt still owed once.
+      expect(await tokens("debt-1")).toMatchObject({ quota: 1_000, granted: 0, used: 0, remaining: 1_000, debt: 300 });
+      await spendOn("debt-1", 400);
+    }
+    // The next pack pays the 300 at once; the rest is spendable.
+    await month(7);
+    await d.deliver(stripeEvent("checkout.session.completed", paidSession("debt-1", { credits: 5_000 })));
+    expect(await tokens("debt-1")).toMatchObject({ granted: 4_700, remaining: 5_700 });
+    expect(await tokens("debt-1")).not.toHaveProperty("debt");
+    // Later months and later packs never collect it again.
+    for (let m = 8; m <= 10; m++) {
+      await month(m);
+      expect(await tokens("debt-1")).toMatchObject({ granted: 4_700, remaining: 5_700 });
+    }
+    await d.deliver(stripeEvent("checkout.session.completed", paidSession("debt-1", { credits: 1_000 })));
+    expect(await tokens("debt-1")).toMatchObject({ granted: 5_700 });
+    expect(await settled("debt-1")).toEqual({ entries: 1, total: 300 });
+    expect(await d.meter.audit("debt-1")).toEqual([]);
+  });
+
+  test("credits the user still holds pay it at once; a manual grant pays the rest before it can be spent", async () => {
+    await month(0);
+    const a = paidSession("debt-2", { credits: 5_000 });
+    const b = paidSession("debt-2", { credits: 2_000 });
+    await d.deliver(stripeEvent("checkout.session.completed", a));
+    await spendOn("debt-2", 5_000); // 1,000 of allowance, then 4,000 of pack a
+    await d.deliver(stripeEvent("checkout.session.completed", b));
+    await d.deliver(stripeEvent("charge.refunded", refundedCharge(a.payment_intent, 500)));
+    // 1,000 unspent clawed back from a; 4,000 owed, 2,000 of it paid by pack b at once.
+    expect(await tokens("debt-2")).toMatchObject({ remaining: 0, debt: 2_000 });
+    const g = await d.meter.grant("debt-2", "tokens", 3_000, { source: "promo" });
+    expect(g).toMatchObject({ debtPaid: 2_000, remaining: 1_000 });
+    expect(await tokens("debt-2")).not.toHaveProperty("debt");
+    expect(await settled("debt-2")).toEqual({ entries: 2, total: 4_000 });
+    await month(1);
+    expect(await tokens("debt-2")).toMatchObject({ remaining: 2_000, granted: 1_000 });
+    expect(await d.meter.audit("debt-2")).toEqual([]);
+  });
+
+  test("audit() reports a debt collected twice", async () => {
+    await month(0);
+    const pack = paidSession("debt-3", { credits: 1_000 });
+    await d.deliver(stripeEvent("checkout.session.completed", pack));
+    await spendOn("debt-3", 1_500);
+    await d.deliver(stripeEvent("charge.refunded", refundedCharge(pack.payment_intent, 500)));
+    await d.meter.grant("debt-3", "tokens", 2_000);
+    expect(await d.meter.audit("debt-3")).toEqual([]);
+    // Forge a second collection of the same debt, as a bug would.
+    const s = d.meter.internals.schema;
+    await d.meter.internals.pool.query(
+      `INSERT INTO ${s}.entries (user_id, counter_key, kind, amount, grant_id, metadata)
+       SELECT user_id, counter_key, 'settle', amount, grant_id, metadata FROM ${s}.entries WHERE user_id = 'debt-3' AND kind = 'settle'`,
+    );
+    const fields = (await d.meter.audit("debt-3")).map((x) => x.field);
+    expect(fields).toContain("debt_collected_twice");
   });
 });

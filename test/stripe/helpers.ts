@@ -21,7 +21,7 @@ export interface StripeTest {
   /** A signed delivery of `event` (as Stripe would send it), straight to the billing webhook. */
   deliver(event: object, options?: { timestamp?: number; secret?: string }): ReturnType<StripeTest["webhook"]>;
   /** The credits a user has left on a counter. */
-  remaining(userId: string, counter?: string): Promise<number>;
+  remaining(userId: string, counter?: string): Promise<number | null>;
   cleanup(): Promise<void>;
 }
 

@@ -6,7 +6,12 @@ import type { LedgerContext } from "./context.js";
 export interface AuditDifference {
   userId: string;
   counter: string;
-  /** What disagrees: `used`, `used_from_grants`, `grant_remaining`, `hold_status`. */
+  /**
+   * What disagrees: `used`, `used_from_grants`, `grant_remaining`, `hold_status`,
+   * `hold_refunded` (refunds naming a hold vs its projection), `refund_beyond_hold` (refunds
+   * naming a hold exceed what it committed), `debt_remaining` (a debt's balance vs its
+   * settlements), `debt_collected_twice` (settlements of a debt exceed the debt).
+   */
   field: string;
   /** The period, grant id or hold id concerned. */
   subject: string;
@@ -44,13 +49,20 @@ export async function audit(ctx: LedgerContext, userId?: string): Promise<AuditD
       WHERE e.from_grants IS NOT NULL AND ($1::text IS NULL OR e.user_id = $1)
       GROUP BY 1
     ), clawed AS (
+      -- Credits taken from a grant other than by spending: clawbacks and debt settlements.
       SELECT grant_id, sum(amount) AS clawed FROM ${s}.entries
-      WHERE kind = 'clawback' AND grant_id IS NOT NULL AND ($1::text IS NULL OR user_id = $1) GROUP BY 1
+      WHERE kind IN ('clawback', 'settle') AND grant_id IS NOT NULL AND ($1::text IS NULL OR user_id = $1) GROUP BY 1
     ), resolutions AS (
       SELECT hold_id, string_agg(kind, ',' ORDER BY id) AS kinds
       FROM ${s}.entries WHERE kind IN ('commit', 'release', 'expire') AND hold_id IS NOT NULL
         AND ($1::text IS NULL OR user_id = $1)
       GROUP BY 1
+    ), hold_refunds AS (
+      SELECT hold_id, -sum(amount) AS refunded FROM ${s}.entries
+      WHERE kind = 'refund' AND hold_id IS NOT NULL AND ($1::text IS NULL OR user_id = $1) GROUP BY 1
+    ), settled AS (
+      SELECT metadata->>'debtId' AS debt_id, sum(amount) AS settled FROM ${s}.entries
+      WHERE kind = 'settle' AND ($1::text IS NULL OR user_id = $1) GROUP BY 1
     )
     SELECT user_id, counter_key AS counter, 'used' AS field, period_start::text AS subject, e_used::text AS expected, a_used::text AS actual
       FROM bal WHERE e_used <> a_used
@@ -69,6 +81,25 @@ export async function audit(ctx: LedgerContext, userId?: string): Promise<AuditD
       FROM ${s}.holds h LEFT JOIN resolutions r ON r.hold_id = h.id
       WHERE ($1::text IS NULL OR h.user_id = $1)
         AND coalesce(CASE r.kinds WHEN 'commit' THEN 'committed' WHEN 'release' THEN 'released' WHEN 'expire' THEN 'expired' ELSE r.kinds END, 'open') <> h.status
+    UNION ALL
+    SELECT h.user_id, h.counter_key, 'hold_refunded', h.id, coalesce(hr.refunded, 0)::text, h.refunded::text
+      FROM ${s}.holds h LEFT JOIN hold_refunds hr ON hr.hold_id = h.id
+      WHERE ($1::text IS NULL OR h.user_id = $1) AND coalesce(hr.refunded, 0) <> h.refunded
+    UNION ALL
+    -- A refund that names a hold gives back at most what the hold committed.
+    SELECT h.user_id, h.counter_key, 'refund_beyond_hold', h.id,
+           coalesce((h.result->>'committed')::bigint, 0)::text, hr.refunded::text
+      FROM ${s}.holds h JOIN hold_refunds hr ON hr.hold_id = h.id
+      WHERE ($1::text IS NULL OR h.user_id = $1) AND hr.refunded > coalesce((h.result->>'committed')::bigint, 0)
+    UNION ALL
+    SELECT d.user_id, d.counter_key, 'debt_remaining', d.id, (d.amount - coalesce(st.settled, 0))::text, d.remaining::text
+      FROM ${s}.debts d LEFT JOIN settled st ON st.debt_id = d.id
+      WHERE ($1::text IS NULL OR d.user_id = $1) AND d.amount - coalesce(st.settled, 0) <> d.remaining
+    UNION ALL
+    -- Exactly once: what settlements collected for a debt never exceeds the debt.
+    SELECT d.user_id, d.counter_key, 'debt_collected_twice', d.id, d.amount::text, st.settled::text
+      FROM ${s}.debts d JOIN settled st ON st.debt_id = d.id
+      WHERE ($1::text IS NULL OR d.user_id = $1) AND st.settled > d.amount
     ORDER BY 1, 2, 3, 4`;
   const { rows } = await query<{ user_id: string; counter: string; field: string; subject: string; expected: string; actual: string }>(ctx.pool, sql, [user]);
   return rows.map((r) => ({ userId: r.user_id, counter: r.counter, field: r.field, subject: r.subject, expected: r.expected, actual: r.actual }));

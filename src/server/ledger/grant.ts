@@ -3,7 +3,7 @@ import { assertAmount, assertId } from "../../core/amounts.js";
 import { MeterError } from "../../core/errors.js";
 import type { AdjustOptions, AdjustResult, GrantOptions, GrantResult } from "../../core/types.js";
 import { assertCounter } from "../config.js";
-import { fingerprint, metadataJson, optionalDate, optionalId, optionalString, optionsObject } from "../validate.js";
+import { fingerprint, metadataJson, optionalDate, optionalId, optionalString, strictObject } from "../validate.js";
 import { callLedger, type LedgerContext } from "./context.js";
 
 /** Adds credits that do not reset with the period. The same idempotency key grants once. */
@@ -17,7 +17,7 @@ export async function grant(
   const user = assertId(userId, "userId");
   const counter = assertCounter(ctx.config, counterKey);
   const n = assertAmount(amount, "amount");
-  const o = optionsObject(options, "options");
+  const o = strictObject(options, "", ["idempotencyKey", "expiresAt", "source", "metadata"]);
   const key = optionalId(o.idempotencyKey, "idempotencyKey");
   const expires = optionalDate(o.expiresAt, "expiresAt");
   const source = optionalString(o.source, "source", 64) ?? "manual";
@@ -42,7 +42,7 @@ export async function adjust(
   const user = assertId(userId, "userId");
   const counter = assertCounter(ctx.config, counterKey);
   const d = assertAmount(delta, "delta", { allowNegative: true });
-  const o = optionsObject(options, "options");
+  const o = strictObject(options, "", ["reason", "idempotencyKey"]);
   const reason = optionalString(o.reason, "reason", 1000);
   if (!reason) throw new MeterError("invalid_request", "adjust needs { reason }.", { field: "reason" });
   const key = optionalId(o.idempotencyKey, "idempotencyKey");

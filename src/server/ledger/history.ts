@@ -4,7 +4,7 @@ import { optionalId, optionsObject } from "../validate.js";
 import type { LedgerContext } from "./context.js";
 
 /** The kinds of entry the ledger appends. */
-export type EntryKind = "reserve" | "commit" | "release" | "expire" | "track" | "refund" | "grant" | "adjust" | "clawback";
+export type EntryKind = "reserve" | "commit" | "release" | "expire" | "track" | "refund" | "grant" | "adjust" | "clawback" | "debt" | "settle";
 
 /** One append-only ledger entry, as `meter.entries()` returns it. */
 export interface LedgerEntry {
@@ -15,7 +15,8 @@ export interface LedgerEntry {
   /**
    * In the counter's unit. Usage kinds (`commit`, `track`, `refund`, `adjust`) add up to what
    * was charged (a refund is negative); `reserve` / `release` / `expire` are hold amounts;
-   * `grant` and `clawback` are credits added and taken back.
+   * `grant` and `clawback` are credits added and taken back; `debt` is what a refunded pack's
+   * spent part left owing, and `settle` the credits of a grant that paid it.
    */
   amount: number;
   /** ISO time, by the database clock. */

@@ -4,7 +4,7 @@ import { ceilFine } from "../../core/pricing.js";
 import type { ReserveOptions, ReserveResult } from "../../core/types.js";
 import { MeterError } from "../../core/errors.js";
 import { finePerToken, resolveMeter } from "../config.js";
-import { fingerprint, metadataJson, optionalId, optionalString, optionsObject, ttlMs } from "../validate.js";
+import { fingerprint, metadataJson, optionalId, optionalString, strictObject, ttlMs } from "../validate.js";
 import { callLedger, type LedgerContext } from "./context.js";
 
 /**
@@ -23,7 +23,7 @@ export async function reserve(
   const target = resolveMeter(ctx.config, meterKey);
   if (target.refund) throw new MeterError("invalid_request", "Reserve on a meter key, not on a .refund key.", { field: "meterKey" });
   const tokens = assertAmount(amount, "amount");
-  const o = optionsObject(options, "options");
+  const o = strictObject(options, "", ["model", "ttl", "idempotencyKey", "metadata"]);
   const ttl = ttlMs(o.ttl, ctx.holdTtl);
   const key = optionalId(o.idempotencyKey, "idempotencyKey");
   const model = optionalString(o.model, "model");

@@ -1,7 +1,7 @@
 import { assertAmount, assertId } from "../../core/amounts.js";
 import { MeterError } from "../../core/errors.js";
 import type { CommitOptions, CommitResult, ReleaseResult } from "../../core/types.js";
-import { optionsObject, tokenUsage } from "../validate.js";
+import { strictObject, tokenUsage } from "../validate.js";
 import { callLedger, type LedgerContext } from "./context.js";
 
 /**
@@ -11,7 +11,7 @@ import { callLedger, type LedgerContext } from "./context.js";
  */
 export async function commit(ctx: LedgerContext, reservationId: string, options?: CommitOptions): Promise<CommitResult> {
   const id = assertId(reservationId, "reservationId");
-  const o = optionsObject(options, "options");
+  const o = strictObject(options, "", ["actual", "usage"]);
   if (o.actual !== undefined && o.usage !== undefined) {
     throw new MeterError("invalid_request", "Pass either actual or usage, not both.", { field: "actual" });
   }

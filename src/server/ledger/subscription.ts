@@ -1,7 +1,7 @@
 import { assertAmount, assertId } from "../../core/amounts.js";
 import { MeterError } from "../../core/errors.js";
 import type { Subscription, SubscriptionInput, Usage } from "../../core/types.js";
-import { optionalDate, optionsObject } from "../validate.js";
+import { optionalDate, optionsObject, strictObject } from "../validate.js";
 import { callLedger, type LedgerContext } from "./context.js";
 
 /**
@@ -9,7 +9,7 @@ import { callLedger, type LedgerContext } from "./context.js";
  * way of bumping a quota); `startedAt` anchors `subscription_start` periods.
  */
 export async function upsertSubscription(ctx: LedgerContext, input: SubscriptionInput): Promise<Subscription> {
-  const i = optionsObject(input, "subscription");
+  const i = strictObject(input, "", ["userId", "planId", "customLimits", "startedAt"]);
   const userId = assertId(i.userId, "userId");
   const planId = assertId(i.planId, "planId");
   // Own keys only: a plan id like "constructor" must be unknown, not Object's constructor.
@@ -18,11 +18,12 @@ export async function upsertSubscription(ctx: LedgerContext, input: Subscription
   let custom: string | null = null;
   if (i.customLimits !== undefined && i.customLimits !== null) {
     const limits = optionsObject(i.customLimits, "customLimits");
-    const out: Record<string, { quota: number }> = {};
+    const out: Record<string, { quota: number | null }> = {};
     for (const [key, value] of Object.entries(limits)) {
       if (!Object.hasOwn(plan.limits, key)) throw new MeterError("not_found", `Plan "${planId}" has no counter "${key}".`, { counter: key, planId });
-      const v = optionsObject(value, `customLimits.${key}`);
-      out[key] = { quota: assertAmount(v.quota, `customLimits.${key}.quota`, { allowZero: true }) };
+      const v = strictObject(value, `customLimits.${key}`, ["quota"]);
+      // `quota: null` makes the counter unlimited for this user; a missing quota is an error.
+      out[key] = { quota: v.quota === null ? null : assertAmount(v.quota, `customLimits.${key}.quota`, { allowZero: true }) };
     }
     custom = JSON.stringify(out);
   }

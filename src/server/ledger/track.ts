@@ -3,7 +3,7 @@ import { MeterError } from "../../core/errors.js";
 import { fineCostOfTokens, priceOf } from "../../core/pricing.js";
 import type { TrackOptions, TrackResult } from "../../core/types.js";
 import { resolveMeter } from "../config.js";
-import { fingerprint, metadataJson, optionalId, optionalString, optionsObject } from "../validate.js";
+import { fingerprint, metadataJson, optionalId, optionalString, strictObject } from "../validate.js";
 import { callLedger, type LedgerContext } from "./context.js";
 
 /**
@@ -21,7 +21,7 @@ export async function track(
   const user = assertId(userId, "userId");
   const target = resolveMeter(ctx.config, meterKey);
   const n = assertAmount(amount, "amount");
-  const o = optionsObject(options, "options");
+  const o = strictObject(options, "", ["reservationId", "idempotencyKey", "model", "metadata"]);
   const key = optionalId(o.idempotencyKey, "idempotencyKey");
   const holdId = optionalId(o.reservationId, "reservationId");
   const model = optionalString(o.model, "model");

@@ -201,6 +201,6 @@ export async function runLedgerChaos(o: LedgerChaosOptions): Promise<LedgerChaos
 /** Quota of every counter that rejects overage, by counter key. */
 function rejectingQuotas(): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const [key, g] of Object.entries(CHAOS_PLANS.chaos!.limits)) if (g.overage === "reject") out[key] = g.quota;
+  for (const [key, g] of Object.entries(CHAOS_PLANS.chaos!.limits)) if (g.overage === "reject") out[key] = g.quota ?? Number.MAX_SAFE_INTEGER;
   return out;
 }

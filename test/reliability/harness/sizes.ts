@@ -9,6 +9,8 @@ export interface Sizes {
   webhookFlood: number;
   /** Timeout of one fuzz test, in ms. */
   fuzzTimeout: number;
+  /** fast-check runs per property of the money model (`moneyModel.test.ts`). */
+  moneyRuns: number;
 }
 
 export const SHORT: Sizes = {
@@ -16,6 +18,7 @@ export const SHORT: Sizes = {
   fuzzRuns: 60,
   webhookFlood: 40,
   fuzzTimeout: 60_000,
+  moneyRuns: 13,
 };
 
 export const LONG: Sizes = {
@@ -23,6 +26,7 @@ export const LONG: Sizes = {
   fuzzRuns: 2_000,
   webhookFlood: 500,
   fuzzTimeout: 1_800_000,
+  moneyRuns: 300,
 };
 
 /** `npm run soak` sets METERKIT_SOAK=1: the same tests with the long figures. */

@@ -1,6 +1,5 @@
-import { ChatOutput, usageOf } from "./chatOutput.js";
 import type { Ending, Hold } from "./hold.js";
-import type { TokenUsage } from "../core/types.js";
+import { usageEnding, type ReplyReader } from "./replyReader.js";
 import type { Settlement } from "./types.js";
 
 /** @internal What a MeteredStream needs from the call that opened it. */
@@ -10,6 +9,8 @@ export interface StreamMetering {
   abortUpstream: (reason?: unknown) => void;
   /** Counts output text the provider did not report. */
   countOutput: (text: string) => number;
+  /** Reads the chunks of this API shape (chat chunks, Responses events, Anthropic events). */
+  reader: ReplyReader;
 }
 
 /**
@@ -27,15 +28,13 @@ export class MeteredStream<Chunk> implements AsyncIterable<Chunk> {
   readonly settled: Promise<Settlement>;
   readonly #upstream: AsyncIterable<Chunk>;
   readonly #m: StreamMetering;
-  readonly #output = new ChatOutput();
   #iterator: AsyncIterator<Chunk> | undefined;
-  #usage: TokenUsage | undefined;
   #done = false;
   #stopped = false;
   #resolve!: (s: Settlement) => void;
   #reject!: (e: unknown) => void;
 
-  /** @internal Made by `meteredChat`. */
+  /** @internal Made by `meteredChat`, `meteredResponses` and `meteredMessages`. */
   constructor(upstream: AsyncIterable<Chunk>, metering: StreamMetering) {
     this.#upstream = upstream;
     this.#m = metering;
@@ -89,18 +88,20 @@ export class MeteredStream<Chunk> implements AsyncIterable<Chunk> {
       if (this.#stopped) return this.#finishStopped();
       this.#done = true;
       // Output already streamed to the user is charged; a failure before any output is not.
-      const ending: Ending = this.#output.produced || this.#usage ? this.#usageEnding(true) : { kind: "release" };
+      const reader = this.#m.reader;
+      const ending: Ending = reader.produced || reader.usage ? this.#usageEnding(true) : { kind: "release" };
       await this.#settle(ending).catch(() => {});
       throw err;
     }
     if (this.#stopped) return this.#finishStopped();
     if (r.done) {
       this.#done = true;
-      await this.#settle(this.#usageEnding(false));
+      // A failure the provider sent as an event, before any output, charges nothing.
+      const reader = this.#m.reader;
+      await this.#settle(reader.failed && !reader.produced && !reader.usage ? { kind: "release" } : this.#usageEnding(false));
       return { done: true, value: undefined };
     }
-    this.#output.addChunk(r.value);
-    this.#usage = usageOf(r.value) ?? this.#usage;
+    this.#m.reader.addChunk(r.value);
     return r;
   }
 
@@ -110,13 +111,7 @@ export class MeteredStream<Chunk> implements AsyncIterable<Chunk> {
   }
 
   #usageEnding(partial: boolean): Ending {
-    if (this.#usage) return { kind: "usage", usage: this.#usage, source: "provider", partial };
-    return {
-      kind: "usage",
-      usage: { inputTokens: this.#m.hold.bound.inputTokens, cachedInputTokens: 0, outputTokens: this.#output.count(this.#m.countOutput) },
-      source: "counted",
-      partial,
-    };
+    return usageEnding(this.#m.reader, this.#m.hold.bound.inputTokens, this.#m.countOutput, partial);
   }
 
   #settle(ending: Ending): Promise<Settlement> {

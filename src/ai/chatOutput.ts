@@ -1,10 +1,12 @@
 import type { TokenUsage } from "../core/types.js";
+import { OutputText, type ReplyReader } from "./replyReader.js";
 
 /** The usage block of an OpenAI-style completion or final stream chunk. */
 interface OpenAIUsage {
   prompt_tokens?: number;
   completion_tokens?: number;
   prompt_tokens_details?: { cached_tokens?: number | null } | null;
+  completion_tokens_details?: { reasoning_tokens?: number | null } | null;
 }
 
 /** The provider's reported usage, or `undefined` when it reported none. */
@@ -28,27 +30,44 @@ interface DeltaLike {
 }
 
 /**
- * Collects the text a chat completion produced, per choice, so that output the provider did not
- * report (a stopped stream, omitted usage) can be counted with the tokenizer.
+ * Reads a chat completion (OpenAI Chat Completions shape): the text it produced, per choice,
+ * so that output the provider did not report (a stopped stream, omitted usage) can be counted
+ * with the tokenizer, and the usage block.
  */
-export class ChatOutput {
-  readonly #choices = new Map<number, string[]>();
-  #any = false;
+export class ChatOutput implements ReplyReader {
+  readonly #text = new OutputText();
+  #usage: TokenUsage | undefined;
 
   /** True once any content, refusal, reasoning or tool-call text arrived. */
   get produced(): boolean {
-    return this.#any;
+    return this.#text.produced;
   }
 
-  /** Adds one streamed chunk (`choices[].delta`). */
+  get usage(): TokenUsage | undefined {
+    return this.#usage;
+  }
+
+  /** Chat completions report input and output together, at the end. */
+  get input(): undefined {
+    return undefined;
+  }
+
+  /** Chat streams have no end mark besides `[DONE]`, which the client consumes. */
+  get complete(): undefined {
+    return undefined;
+  }
+
+  /** Adds one streamed chunk (`choices[].delta`, or the final `usage` chunk). */
   addChunk(chunk: unknown): void {
+    this.#usage = usageOf(chunk) ?? this.#usage;
     const choices = (chunk as { choices?: Array<{ index?: number; delta?: DeltaLike | null }> } | null)?.choices;
     if (!Array.isArray(choices)) return;
     for (const choice of choices) if (choice?.delta) this.#add(choice.index ?? 0, choice.delta);
   }
 
-  /** Adds a whole completion (`choices[].message`). */
-  addCompletion(completion: unknown): void {
+  /** Adds a whole completion (`choices[].message` and `usage`). */
+  addReply(completion: unknown): void {
+    this.#usage = usageOf(completion) ?? this.#usage;
     const choices = (completion as { choices?: Array<{ index?: number; message?: DeltaLike | null }> } | null)?.choices;
     if (!Array.isArray(choices)) return;
     for (const choice of choices) if (choice?.message) this.#add(choice.index ?? 0, choice.message);
@@ -56,21 +75,12 @@ export class ChatOutput {
 
   /** Output tokens under `count`: each choice's text counted as a whole. */
   count(count: (text: string) => number): number {
-    let total = 0;
-    for (const parts of this.#choices.values()) total += count(parts.join(""));
-    return total;
+    return this.#text.count(count);
   }
 
   #add(index: number, d: DeltaLike): void {
-    const parts = this.#choices.get(index) ?? [];
-    const before = parts.length;
-    for (const text of [d.content, d.refusal, d.reasoning_content, d.reasoning]) if (typeof text === "string" && text) parts.push(text);
+    this.#text.add(index, d.content, d.refusal, d.reasoning_content, d.reasoning);
     const calls = [...(Array.isArray(d.tool_calls) ? d.tool_calls : []), ...(d.function_call ? [{ function: d.function_call }] : [])];
-    for (const call of calls) {
-      if (call?.function?.name) parts.push(call.function.name);
-      if (call?.function?.arguments) parts.push(call.function.arguments);
-    }
-    if (parts.length > before) this.#any = true;
-    this.#choices.set(index, parts);
+    for (const call of calls) this.#text.add(index, call?.function?.name, call?.function?.arguments);
   }
 }

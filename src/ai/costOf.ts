@@ -14,6 +14,11 @@ export interface CostOfInput {
   inputTokens: number;
   /** The part of `inputTokens` read from the prompt cache. Default 0. */
   cachedInputTokens?: number;
+  /** The part of `inputTokens` written to the prompt cache for 5 minutes (Anthropic). Default 0. */
+  cacheWriteTokens?: number;
+  /** The part of `inputTokens` written to the prompt cache for 1 hour (Anthropic). Default 0. */
+  cacheWrite1hTokens?: number;
+  /** All output tokens, reasoning (thinking) tokens included. */
   outputTokens: number;
 }
 
@@ -38,7 +43,9 @@ export interface Cost {
 
 /**
  * The exact cost of one call's tokens, in cents (US cents when the table is in dollars) or in
- * tokens. An unknown model is a `not_found` error, never a zero price.
+ * tokens: cache reads and writes at their prices, and every token at the long-context tier
+ * the prompt falls in (`inputTokens` above a tier's `above`). An unknown model is a
+ * `not_found` error, never a zero price.
  */
 export function costOf(input: CostOfInput, options: CostOfOptions = {}): Cost {
   const unit = options.unit ?? "cents";
@@ -51,13 +58,15 @@ export function costOf(input: CostOfInput, options: CostOfOptions = {}): Cost {
   const fine = fineCostOfUsage(resolved.price, {
     inputTokens: input.inputTokens,
     cachedInputTokens: input.cachedInputTokens ?? 0,
+    cacheWriteTokens: input.cacheWriteTokens ?? 0,
+    cacheWrite1hTokens: input.cacheWrite1hTokens ?? 0,
     outputTokens: input.outputTokens,
   });
   return { exact: fineToDecimal(fine), amount: Number((fine + FINE_PER_UNIT - 1n) / FINE_PER_UNIT), unit, model: resolved.key };
 }
 
 /** Fine units (10^-16 cent) as an exact decimal string of cents, trailing zeros trimmed. */
-function fineToDecimal(fine: bigint): string {
+export function fineToDecimal(fine: bigint): string {
   const whole = fine / FINE_PER_UNIT;
   const frac = (fine % FINE_PER_UNIT).toString().padStart(16, "0").replace(/0+$/, "");
   return frac ? `${whole}.${frac}` : String(whole);

@@ -1,6 +1,8 @@
 import { LimitReachedError } from "../core/errors.js";
+import { priceOf, type ProviderUsage } from "../core/pricing.js";
 import type { CommitResult, MeterApi, PriceTable, TokenUsage } from "../core/types.js";
-import { costOf } from "./costOf.js";
+import { costOf, fineToDecimal } from "./costOf.js";
+import { ledgerUsage } from "./ledgerUsage.js";
 import type { UpperBound } from "./upperBound.js";
 import type { MeteringUnit, Settlement } from "./types.js";
 
@@ -17,7 +19,7 @@ export interface HoldOptions {
 
 /** How a call ended, as far as charging goes. */
 export type Ending =
-  | { kind: "usage"; usage: TokenUsage; source: "provider" | "counted"; partial: boolean }
+  | { kind: "usage"; usage: ProviderUsage; source: "provider" | "counted"; partial: boolean }
   | { kind: "release" };
 
 /**
@@ -73,12 +75,13 @@ export class Hold {
     const base = { reservationId: this.reservationId, model: this.bound.model, meterKey: this.options.meterKey, unit: this.options.unit, held: this.held };
     if (ending.kind === "release") {
       const r = await this.meter.release(this.reservationId);
-      return { ...base, outcome: "released", committed: 0, refunded: r.released, overage: 0, usage: ZERO, usageSource: "none", partial: false, remaining: r.remaining };
+      return { ...base, outcome: "released", committed: 0, refunded: r.released, overage: 0, exact: "0", usage: ZERO, usageSource: "none", partial: false, remaining: r.remaining };
     }
     const usage = normalize(ending.usage);
+    const charge = this.#charge(usage);
     let result: CommitResult;
     try {
-      result = await this.meter.commit(this.reservationId, { usage });
+      result = await this.meter.commit(this.reservationId, { usage: charge.usage });
     } catch (err) {
       if (!isExpired(err)) throw err;
       // The hold lapsed while the model ran: charge the tokens as plain usage so nothing is lost.
@@ -97,6 +100,7 @@ export class Hold {
         committed: amount,
         refunded: 0,
         overage: 0,
+        exact: charge.exact,
         usage,
         usageSource: ending.source,
         partial: ending.partial,
@@ -110,6 +114,7 @@ export class Hold {
       committed: result.committed,
       refunded: result.refunded,
       overage: result.overage,
+      exact: charge.exact,
       usage,
       usageSource: ending.source,
       partial: ending.partial,
@@ -118,20 +123,35 @@ export class Hold {
   }
 
   /** The charge for `usage` in the hold's unit, computed here (the track fallback). */
-  amountOf(usage: Required<TokenUsage>): number {
+  amountOf(usage: Required<ProviderUsage>): number {
     if (this.options.unit === "tokens") return usage.inputTokens + usage.outputTokens;
     return costOf({ model: this.bound.model, ...usage }, { unit: "cents", prices: this.options.prices }).amount;
   }
+
+  /**
+   * What to commit: a `tokens` counter takes the counts; a `cents` counter takes counts that the
+   * ledger's three token prices turn into the exact cost (cache writes and long-context tiers
+   * included, see `ledgerUsage`), so the ledger's carried remainder keeps the sum exact.
+   */
+  #charge(usage: Required<ProviderUsage>): { usage: Required<TokenUsage>; exact: string } {
+    const counts = { inputTokens: usage.inputTokens, cachedInputTokens: usage.cachedInputTokens, outputTokens: usage.outputTokens };
+    if (this.options.unit === "tokens") return { usage: counts, exact: String(usage.inputTokens + usage.outputTokens) };
+    const charge = ledgerUsage(priceOf(this.options.prices, this.bound.model), usage);
+    return { usage: charge.usage, exact: fineToDecimal(charge.exact) };
+  }
 }
 
-const ZERO: Required<TokenUsage> = Object.freeze({ inputTokens: 0, cachedInputTokens: 0, outputTokens: 0 });
+const ZERO: Required<ProviderUsage> = Object.freeze({ inputTokens: 0, cachedInputTokens: 0, cacheWriteTokens: 0, cacheWrite1hTokens: 0, outputTokens: 0, reasoningTokens: 0 });
 
-function normalize(usage: TokenUsage): Required<TokenUsage> {
+function normalize(usage: ProviderUsage): Required<ProviderUsage> {
   const inputTokens = wholeTokens(usage.inputTokens);
   const outputTokens = wholeTokens(usage.outputTokens);
-  // A provider cannot serve more from cache than it read; clamp rather than fail the charge.
+  // A provider cannot serve or write more from cache than it read; clamp rather than fail the charge.
   const cachedInputTokens = Math.min(wholeTokens(usage.cachedInputTokens ?? 0), inputTokens);
-  return { inputTokens, cachedInputTokens, outputTokens };
+  const cacheWriteTokens = Math.min(wholeTokens(usage.cacheWriteTokens ?? 0), inputTokens - cachedInputTokens);
+  const cacheWrite1hTokens = Math.min(wholeTokens(usage.cacheWrite1hTokens ?? 0), inputTokens - cachedInputTokens - cacheWriteTokens);
+  const reasoningTokens = Math.min(wholeTokens(usage.reasoningTokens ?? 0), outputTokens);
+  return { inputTokens, cachedInputTokens, cacheWriteTokens, cacheWrite1hTokens, outputTokens, reasoningTokens };
 }
 
 function wholeTokens(n: unknown): number {

@@ -2,7 +2,8 @@ import type { LanguageModelMiddleware } from "ai";
 import { assertId } from "../core/amounts.js";
 import { MeterError } from "../core/errors.js";
 import { DEFAULT_PRICES } from "../core/prices.js";
-import type { MeterApi, TokenUsage } from "../core/types.js";
+import type { ProviderUsage } from "../core/pricing.js";
+import type { MeterApi } from "../core/types.js";
 import { countTokens } from "./countTokens.js";
 import { Hold, type Ending } from "./hold.js";
 import type { MeteringOptions } from "./meteredChat.js";
@@ -168,10 +169,13 @@ function hasUsage(usage: ModelUsage | undefined): boolean {
 /** The provider's usage when it reported one, else the estimated input plus the counted output. */
 function endingOf(usage: ModelUsage | undefined, hold: Hold, countOutput: () => number, partial: boolean): Ending {
   if (usage && hasUsage(usage)) {
-    const tokens: TokenUsage = {
+    // The AI SDK does not say how long a cache write lives: it is priced as the default (5-minute) one.
+    const tokens: ProviderUsage = {
       inputTokens: usage.inputTokens.total ?? 0,
       cachedInputTokens: usage.inputTokens.cacheRead ?? 0,
+      cacheWriteTokens: usage.inputTokens.cacheWrite ?? 0,
       outputTokens: usage.outputTokens.total ?? 0,
+      reasoningTokens: usage.outputTokens.reasoning ?? 0,
     };
     return { kind: "usage", usage: tokens, source: "provider", partial };
   }

@@ -2,10 +2,9 @@ import { assertId } from "../core/amounts.js";
 import { MeterError } from "../core/errors.js";
 import { DEFAULT_PRICES } from "../core/prices.js";
 import type { MeterApi, PriceTable } from "../core/types.js";
-import { ChatOutput, usageOf } from "./chatOutput.js";
-import { countTokens } from "./countTokens.js";
-import { Hold } from "./hold.js";
-import { MeteredStream } from "./MeteredStream.js";
+import { ChatOutput } from "./chatOutput.js";
+import type { MeteredStream } from "./MeteredStream.js";
+import { runMetered } from "./runMetered.js";
 import { upperBound } from "./upperBound.js";
 import type { ChatMessageLike, MeteringUnit, Settlement } from "./types.js";
 
@@ -110,53 +109,19 @@ export async function meteredChat<P extends ChatParamsLike, R>(
     tools: request.tools ?? null,
     ...(options.tokenizer ? { tokenizer: options.tokenizer } : {}),
   });
-  const hold = await Hold.reserve(meter, userId, bound, {
+  return (await runMetered({
+    meter,
+    userId,
+    request,
+    bound,
+    model: request.model,
     meterKey,
     unit,
     prices,
-    ...pick(options, "ttl", "idempotencyKey", "metadata", "onSettle"),
-  });
-  const countOutput = (text: string) => countTokens(text, { model: request.model, prices, ...(options.tokenizer ? { tokenizer: options.tokenizer } : {}) });
-
-  // 3. Call the model; a failure before any output releases the hold.
-  const controller = new AbortController();
-  const forward = () => controller.abort(options.signal?.reason);
-  options.signal?.addEventListener("abort", forward, { once: true });
-  if (options.signal?.aborted) forward();
-  let result: Awaited<R>;
-  try {
-    result = await call(request, { signal: controller.signal });
-  } catch (err) {
-    options.signal?.removeEventListener("abort", forward);
-    await hold.settle({ kind: "release" }).catch(() => {});
-    throw err;
-  }
-
-  // 4a. Streams settle as they end.
-  if (request.stream && isAsyncIterable(result)) {
-    options.signal?.removeEventListener("abort", forward);
-    const stream = new MeteredStream(result, { hold, countOutput, abortUpstream: (reason) => controller.abort(reason) });
-    if (options.signal?.aborted) void stream.abort(options.signal.reason);
-    else options.signal?.addEventListener("abort", () => void stream.abort(options.signal?.reason), { once: true });
-    return stream as MeteredChatResult<Awaited<R>>;
-  }
-
-  // 4b. A whole completion: commit what the provider reported, or count it.
-  options.signal?.removeEventListener("abort", forward);
-  const usage = usageOf(result);
-  if (usage) {
-    await hold.settle({ kind: "usage", usage, source: "provider", partial: false });
-  } else {
-    const output = new ChatOutput();
-    output.addCompletion(result);
-    await hold.settle({
-      kind: "usage",
-      usage: { inputTokens: bound.inputTokens, cachedInputTokens: 0, outputTokens: output.count(countOutput) },
-      source: "counted",
-      partial: false,
-    });
-  }
-  return result as MeteredChatResult<Awaited<R>>;
+    options,
+    call,
+    reader: () => new ChatOutput(),
+  })) as MeteredChatResult<Awaited<R>>;
 }
 
 function prepare<P extends ChatParamsLike>(params: P, options: MeteredChatOptions): P {
@@ -179,14 +144,4 @@ function prepare<P extends ChatParamsLike>(params: P, options: MeteredChatOption
     (request as ChatParamsLike).stream_options = { ...params.stream_options, include_usage: true };
   }
   return request;
-}
-
-function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
-  return value !== null && typeof value === "object" && typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === "function";
-}
-
-function pick<T extends object, K extends keyof T>(source: T, ...keys: K[]): Partial<Pick<T, K>> {
-  const out: Partial<Pick<T, K>> = {};
-  for (const key of keys) if (source[key] !== undefined) out[key] = source[key];
-  return out;
 }

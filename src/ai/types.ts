@@ -1,4 +1,5 @@
-import type { PriceTable, TokenUsage } from "../core/types.js";
+import type { ProviderUsage } from "../core/pricing.js";
+import type { PriceTable } from "../core/types.js";
 
 /** Roles of an OpenAI-style chat message. */
 export type ChatRole = "system" | "developer" | "user" | "assistant" | "tool" | "function";
@@ -66,8 +67,13 @@ export interface Settlement {
   refunded: number;
   /** `committed - held` when positive: the provider reported more than the bound. */
   overage: number;
-  /** The tokens charged (zero for a release). */
-  usage: Required<TokenUsage>;
+  /**
+   * The exact cost of `usage` in `unit`, as a decimal string (`"0.0375"` cents). The ledger
+   * charges whole units with a carried remainder, so `committed` differs from it by the carry.
+   */
+  exact: string;
+  /** The tokens charged (zero for a release), cache reads and writes and reasoning broken out. */
+  usage: Required<ProviderUsage>;
   /**
    * `provider`: the provider's reported usage; `counted`: counted with the tokenizer because
    * the provider reported none (stopped stream, omitted usage).

@@ -16,6 +16,12 @@ export interface UpperBoundInput extends EstimateOptions {
   unit?: MeteringUnit;
   /** Same as `unit` (the name the issue uses). */
   counter?: MeteringUnit;
+  /**
+   * The request may write its prompt to the provider's cache (Anthropic `cache_control`):
+   * `"5m"` or `"1h"` prices the input at that write price where it is above the input price.
+   * Default: none (input at the input price).
+   */
+  cacheWrite?: "5m" | "1h";
 }
 
 /** The most a call can cost, and how it was reached. */
@@ -33,7 +39,9 @@ export interface UpperBound {
 
 /**
  * The most a chat call can cost: its estimated input plus `maxTokens` of output, in tokens or
- * priced as if no input came from the cache. Reserve this before the call.
+ * priced as if no input came from the cache (at the long-context tier of the estimate, and at
+ * the cache-write price when `cacheWrite` says the prompt may be written). Reserve this
+ * before the call.
  */
 export function upperBound(input: UpperBoundInput): UpperBound {
   const unit = input.unit ?? input.counter ?? "tokens";
@@ -52,6 +60,10 @@ export function upperBound(input: UpperBoundInput): UpperBound {
     }
     return { amount: inputTokens + outputTokens, unit, model, inputTokens, outputTokens };
   }
-  const cost = costOf({ model: input.model, inputTokens, outputTokens }, { unit, prices });
-  return { amount: cost.amount, unit, model: cost.model, inputTokens, outputTokens };
+  // A prompt written to the cache may cost more than plain input: bound by the dearer of the two.
+  const plain = costOf({ model: input.model, inputTokens, outputTokens }, { unit, prices });
+  const writes = input.cacheWrite === "1h" ? { cacheWrite1hTokens: inputTokens } : input.cacheWrite === "5m" ? { cacheWriteTokens: inputTokens } : undefined;
+  const cost = writes ? costOf({ model: input.model, inputTokens, outputTokens, ...writes }, { unit, prices }) : plain;
+  const amount = Math.max(plain.amount, cost.amount);
+  return { amount, unit, model: plain.model, inputTokens, outputTokens };
 }

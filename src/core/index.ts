@@ -2,7 +2,9 @@ export { ERROR_CODES, MeterError, LimitReachedError, errorFromBody, isErrorCode 
 export type { ErrorCode, ErrorBody, ErrorDetails, ErrorDetailValue } from "./errors.js";
 export { MAX_AMOUNT, assertAmount, assertId, parseDecimal } from "./amounts.js";
 export type { AmountRule, Decimal } from "./amounts.js";
-export { FINE_PER_UNIT, fineCostOfTokens, fineCostOfUsage, priceOf, ceilFine } from "./pricing.js";
+export { FINE_PER_UNIT, fineCostOfTokens, fineCostOfUsage, priceOf, priceTierFor, ceilFine } from "./pricing.js";
+export type { ProviderUsage } from "./pricing.js";
+export { parsePriceTable } from "./parsePriceTable.js";
 export { periodBounds } from "./periods.js";
 export { DEFAULT_PRICES } from "./prices.js";
 export type { PeriodBounds } from "./periods.js";
@@ -14,6 +16,7 @@ export type {
   PlanDefinition,
   MeterDefinition,
   ModelPrice,
+  PriceTier,
   PriceTable,
   TokenUsage,
   CounterUsage,

@@ -64,14 +64,40 @@ export interface MeterDefinition {
 export interface ModelPrice {
   /** Price of a million input (prompt) tokens, e.g. `"2.50"`. */
   input: string;
-  /** Price of a million cached input tokens. Default: the input price. */
+  /** Price of a million cached input tokens (cache reads). Default: the input price. */
   cachedInput?: string;
-  /** Price of a million output (completion) tokens. */
+  /** Price of a million input tokens written to the prompt cache with the default (5-minute) lifetime. Default: the input price. */
+  cacheWrite?: string;
+  /** Price of a million input tokens written to the prompt cache for one hour. Default: `cacheWrite`, else the input price. */
+  cacheWrite1h?: string;
+  /** Price of a million output (completion) tokens; reasoning (thinking) tokens are output tokens. */
   output: string;
-  /** ISO date the price took effect, for the record. */
+  /**
+   * Long-context rates: a call whose prompt (all input tokens: cached, cache writes and the
+   * rest) has more than `above` tokens pays the prices of the tier with the largest such
+   * `above`, on every token of the call. Default: none.
+   */
+  tiers?: readonly PriceTier[];
+  /** ISO date the price took effect (or was last checked), for the record. */
   effective?: string;
+  /** Where the price was read (the provider's pricing page), for the record. */
+  source?: string;
   /** Tokenizer family, when known (`o200k_base`, `cl100k_base`); unknown families are estimated conservatively. */
   encoding?: "o200k_base" | "cl100k_base" | "estimate";
+}
+
+/** The prices of a model for prompts longer than `above` tokens (see {@link ModelPrice.tiers}). */
+export interface PriceTier {
+  /** The tier applies to prompts of more than this many input tokens. */
+  above: number;
+  input: string;
+  /** Default: this tier's input price. */
+  cachedInput?: string;
+  /** Default: this tier's input price. */
+  cacheWrite?: string;
+  /** Default: this tier's `cacheWrite`, else its input price. */
+  cacheWrite1h?: string;
+  output: string;
 }
 
 /** Model id → prices. */

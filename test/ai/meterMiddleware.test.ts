@@ -174,3 +174,30 @@ describe("meterMiddleware with streamText", () => {
     expect(seen[0]).toMatchObject({ committed: 720, overage: 720 - boundFor(10).amount });
   });
 });
+
+describe("meterMiddleware with a provider that reports cache writes", () => {
+  it("prices the cache writes and reads the AI SDK reports, and keeps reasoning inside the output", async () => {
+    const { MockLanguageModelV3 } = await import("ai/test");
+    const userId = await fx.proUser();
+    const seen: Settlement[] = [];
+    const model = wrapLanguageModel({
+      model: new MockLanguageModelV3({
+        modelId: "claude-sonnet-4-5",
+        doGenerate: {
+          content: [{ type: "text", text: "Cached." }],
+          finishReason: { unified: "stop", raw: "end_turn" },
+          usage: {
+            inputTokens: { total: 42_000, noCache: 10_000, cacheRead: 20_000, cacheWrite: 12_000 },
+            outputTokens: { total: 2_000, text: 1_500, reasoning: 500 },
+          },
+          warnings: [],
+        },
+      }),
+      middleware: meterMiddleware(fx.meter, { userId, meterKey: "llm.cost", unit: "cents", onSettle: (s) => void seen.push(s) }),
+    });
+    await generateText({ model, prompt: PROMPT, maxOutputTokens: 2_000 });
+    // 10 000 × $3 + 20 000 × $0.30 + 12 000 × $3.75 (5-minute writes) + 2 000 × $15 per million = 11.1¢
+    expect(seen[0]).toMatchObject({ outcome: "committed", exact: "11.1", committed: 11 });
+    expect(seen[0]?.usage).toMatchObject({ inputTokens: 42_000, cachedInputTokens: 20_000, cacheWriteTokens: 12_000, outputTokens: 2_000, reasoningTokens: 500 });
+  });
+});

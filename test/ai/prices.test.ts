@@ -34,6 +34,29 @@ describe("DEFAULT_PRICES", () => {
     }
   });
 
+  it("names the pricing page each entry was read from", () => {
+    for (const [model, p] of entries) {
+      const host = model.startsWith("claude-") ? "platform.claude.com" : model.startsWith("gemini-") ? "ai.google.dev" : "developers.openai.com";
+      expect(new URL(p.source ?? "").host, model).toBe(host);
+    }
+  });
+
+  it("writes Claude's prompt cache at 1.25× (5 minutes) and 2× (1 hour) the input price, Haiku 3 at its listed $0.30 / $0.50", () => {
+    for (const [model, p] of entries.filter(([m]) => m.startsWith("claude-") && m !== "claude-3-haiku-20240307")) {
+      expect(value(p.cacheWrite!), model).toBeCloseTo(value(p.input) * 1.25, 10);
+      expect(value(p.cacheWrite1h!), model).toBeCloseTo(value(p.input) * 2, 10);
+    }
+    expect(DEFAULT_PRICES["claude-3-haiku-20240307"]).toMatchObject({ cacheWrite: "0.30", cacheWrite1h: "0.50" });
+  });
+
+  it("has the long-context tiers of Gemini 2.5 Pro and Claude Sonnet 4.x above 200K prompt tokens", () => {
+    for (const model of ["gemini-2.5-pro", "claude-sonnet-4-0", "claude-sonnet-4-5", "claude-sonnet-4-6"]) {
+      const tier = DEFAULT_PRICES[model]?.tiers?.[0];
+      expect(tier?.above, model).toBe(200_000);
+      expect(value(tier!.input), model).toBe(2 * value(DEFAULT_PRICES[model]!.input));
+    }
+  });
+
   it("is frozen so that no caller can change another's prices", () => {
     expect(Object.isFrozen(DEFAULT_PRICES)).toBe(true);
   });

@@ -1,13 +1,17 @@
 /** The unit of a counter: tokens, cents (money in the smallest currency unit), or a custom unit name. */
 export type Unit = "tokens" | "cents" | (string & {});
 
-/** How long a quota lasts before it renews. `none` never renews. */
-export type Period = "month" | "week" | "day" | "none";
+/**
+ * How long a quota lasts before it renews. `none` never renews. `hour` and `minute` are rate
+ * windows ("20 requests a minute"): fixed windows on the database clock, not sliding ones.
+ */
+export type Period = "month" | "week" | "day" | "hour" | "minute" | "none";
 
 /**
- * Where periods start: `calendar` (UTC month / ISO week starting Monday / day) or
- * `subscription_start` (the subscription's start; a Jan 31 start renews on the last day of
- * shorter months, then on the 31st again).
+ * Where periods start: `calendar` (UTC month / ISO week starting Monday / day / top of the
+ * hour / top of the minute) or `subscription_start` (the subscription's start; a Jan 31 start
+ * renews on the last day of shorter months, then on the 31st again; weeks, days, hours and
+ * minutes follow every 7 days / 24 h / 60 min / 60 s from the start).
  */
 export type Anchor = "calendar" | "subscription_start";
 
@@ -161,7 +165,19 @@ export interface ReserveOptions {
 
 export type ReserveResult =
   | { allowed: true; reservationId: string; remaining: number | null; expiresAt: string; amount: number; counter: string }
-  | { allowed: false; reason: "limit_reached"; remaining: number; required: number; counter: string };
+  | {
+      allowed: false;
+      reason: "limit_reached";
+      remaining: number;
+      required: number;
+      counter: string;
+      /**
+       * Seconds until a retry can succeed, when waiting helps: the counter renews at the end of
+       * its period and its next allowance (plus grants still valid then) covers the request.
+       * Absent when waiting would not help (period `none`, a request beyond the allowance).
+       */
+      retryAfter?: number;
+    };
 
 /** Options of {@link MeterApi.commit}. */
 export interface CommitOptions {

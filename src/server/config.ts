@@ -15,7 +15,7 @@ export interface ResolvedConfig {
   defaultPlan: string | null;
 }
 
-const PERIODS = ["month", "week", "day", "none"];
+const PERIODS = ["month", "week", "day", "hour", "minute", "none"];
 const ANCHORS = ["calendar", "subscription_start"];
 
 /** Checks the plans, meters and prices once, at createMeter(), with messages that say what to fix. */

@@ -17,6 +17,14 @@ export type Anchor = "calendar" | "subscription_start";
 
 /** A limit group (counter) of a plan. */
 export interface LimitGroup {
+  /**
+   * `"quota"` (default): an allowance of units per period. `"concurrency"`: at most `quota`
+   * reservations open at once ("3 generations in flight"); each open hold takes one slot
+   * whatever its amount, and commit, release or expiry frees it. A commit on it records no
+   * usage, and it takes no tracks, grants or adjustments. Its period is `"none"`; its unit
+   * defaults to `"calls"`. A counter has the same kind in every plan.
+   */
+  kind?: "quota" | "concurrency";
   /** Human label shown in the UI. Default: the key. */
   label?: string;
   /** The base unit of every amount in this group. Default `"tokens"`. */
@@ -139,6 +147,11 @@ export interface CounterUsage {
   debt?: number;
   periodStart: string | null;
   periodEnd: string | null;
+  /**
+   * `"concurrency"` on a concurrency group (absent otherwise): `held` is the reservations in
+   * flight, `used` and `granted` are 0, `remaining` is `quota - held`.
+   */
+  kind?: "concurrency";
 }
 
 /** A user's balances, on the wire. */

@@ -20,9 +20,16 @@ beforeAll(async () => {
         limits: {
           requests: { quota: 3, period: "minute", overage: "reject" },
           hourly: { quota: 5, period: "hour", anchor: "subscription_start", overage: "reject" },
+          inflight: { kind: "concurrency", quota: 2 },
         },
       },
-      pro: { limits: { requests: { quota: 10, period: "minute", overage: "reject" }, hourly: { quota: 50, period: "hour" } } },
+      pro: {
+        limits: {
+          requests: { quota: 10, period: "minute", overage: "reject" },
+          hourly: { quota: 50, period: "hour" },
+          inflight: { kind: "concurrency", quota: 3 },
+        },
+      },
     },
   });
   await meter.migrate();
@@ -108,5 +115,72 @@ describe("rate windows", () => {
     expect(res.headers.get("retry-after")).toBe("30");
     const plain = meterErrorResponse(new LimitReachedError({ counter: "x", remaining: 0, required: 1 }))!;
     expect(plain.headers.get("retry-after")).toBeNull();
+  });
+});
+
+describe("concurrency groups", () => {
+  const inflight = async (user: string) => (await meter.usage(user)).counters.find((c) => c.key === "inflight")!;
+
+  test("counts open holds, one slot each whatever the amount; commit and release free a slot and record no usage", async () => {
+    await clock.set("2026-06-01T10:00:00Z");
+    await meter.upsertSubscription({ userId: "c1", planId: "rate" });
+    const a = await meter.reserve("c1", "inflight", 500, { ttl: 60_000 });
+    const b = await meter.reserve("c1", "inflight", 1, { ttl: 120_000 });
+    expect(a).toMatchObject({ allowed: true, amount: 1, remaining: 1 });
+    expect(b).toMatchObject({ allowed: true, amount: 1, remaining: 0 });
+    expect(await inflight("c1")).toMatchObject({ kind: "concurrency", quota: 2, used: 0, granted: 0, held: 2, remaining: 0, periodStart: null, periodEnd: null, unit: "calls" });
+    await clock.set("2026-06-01T10:00:10Z");
+    // Full: retry when the earliest hold expires at the latest (50 s).
+    expect(await meter.reserve("c1", "inflight", 1)).toMatchObject({ allowed: false, reason: "limit_reached", counter: "inflight", remaining: 0, retryAfter: 50 });
+    if (!a.allowed || !b.allowed) throw new Error("unreachable");
+    expect(await meter.commit(a.reservationId, { actual: 400 })).toMatchObject({ committed: 0, held: 1 });
+    expect(await inflight("c1")).toMatchObject({ used: 0, held: 1, remaining: 1 });
+    const c = await meter.reserve("c1", "inflight", 1);
+    expect(c.allowed).toBe(true);
+    await meter.release(b.reservationId);
+    expect(await inflight("c1")).toMatchObject({ used: 0, held: 1, remaining: 1 });
+    expect(await meter.audit("c1")).toEqual([]);
+  });
+
+  test("expiry frees a slot on the database clock", async () => {
+    await clock.set("2026-06-01T11:00:00Z");
+    await meter.upsertSubscription({ userId: "c2", planId: "rate" });
+    await meter.reserve("c2", "inflight", 1, { ttl: 30_000 });
+    await meter.reserve("c2", "inflight", 1, { ttl: 90_000 });
+    await clock.set("2026-06-01T11:00:29.999Z");
+    expect((await meter.reserve("c2", "inflight", 1)).allowed).toBe(false);
+    await clock.set("2026-06-01T11:00:30Z");
+    expect((await meter.reserve("c2", "inflight", 1)).allowed).toBe(true);
+    expect(await inflight("c2")).toMatchObject({ held: 2, remaining: 0 });
+    expect(await meter.audit("c2")).toEqual([]);
+  });
+
+  test("plan-aware: another plan and a custom limit set the number of slots", async () => {
+    await clock.set("2026-06-01T12:00:00Z");
+    await meter.upsertSubscription({ userId: "c3", planId: "pro" });
+    await meter.upsertSubscription({ userId: "c4", planId: "rate", customLimits: { inflight: { quota: 0 } } });
+    for (let i = 0; i < 3; i++) expect((await meter.reserve("c3", "inflight", 1)).allowed).toBe(true);
+    expect((await meter.reserve("c3", "inflight", 1)).allowed).toBe(false);
+    const none = await meter.reserve("c4", "inflight", 1);
+    expect(none).toMatchObject({ allowed: false, remaining: 0 });
+    expect(none).not.toHaveProperty("retryAfter"); // no slot will ever free
+  });
+
+  test("takes no tracks, grants or adjustments; a concurrency group with a period is refused", async () => {
+    await expect(meter.track("c1", "inflight", 1)).rejects.toMatchObject({ code: "invalid_request" });
+    await expect(meter.grant("c1", "inflight", 1)).rejects.toMatchObject({ code: "invalid_request" });
+    await expect(meter.adjust("c1", "inflight", 1, { reason: "x" })).rejects.toMatchObject({ code: "invalid_request" });
+    expect(() =>
+      createMeter({ database: db.url, plans: { p: { limits: { g: { kind: "concurrency", quota: 1, period: "minute" } } } } }),
+    ).toThrow(/no period/);
+  });
+
+  test("64 concurrent callers never hold more slots than the quota", async () => {
+    const { createMeter: make } = await import("../../src/server/index.js");
+    const wide = make({ database: db.url, sweepInterval: 0, poolSize: 16, plans: { wide: { limits: { inflight: { kind: "concurrency", quota: 2 } } } } });
+    await wide.upsertSubscription({ userId: "c5", planId: "wide" });
+    const results = await Promise.all(Array.from({ length: 64 }, () => wide.reserve("c5", "inflight", 1)));
+    expect(results.filter((r) => r.allowed)).toHaveLength(2);
+    await wide.close();
   });
 });

@@ -43,16 +43,94 @@ BEGIN
   period_end := month_anchor(p_started, k::int + 1);
 END $$;
 
+-- ---------------------------------------------------------------------------------------
+-- Concurrency groups: a limit group of kind 'concurrency' counts open holds (one slot per hold,
+-- whatever its amount), freed by commit, release or expiry; a commit on it records no usage.
+
+ALTER TABLE limit_groups ADD COLUMN kind text NOT NULL DEFAULT 'quota' CHECK (kind IN ('quota', 'concurrency'));
+ALTER TYPE ctx ADD ATTRIBUTE kind text;
+
+-- As 0004, plus the group's kind.
+CREATE OR REPLACE FUNCTION context(p_user text, p_counter text) RETURNS ctx
+LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+  c ctx;
+  started timestamptz;
+  custom jsonb;
+  g_key text;
+  g_quota bigint;
+  g_period text;
+  g_anchor text;
+  dp text;
+BEGIN
+  SELECT sub.plan_id, sub.started_at, sub.custom_limits, lg.key, lg.unit, lg.quota, lg.period, lg.anchor, lg.overage, lg.kind
+    INTO c.plan_id, started, custom, g_key, c.unit, g_quota, g_period, g_anchor, c.overage, c.kind
+  FROM subscriptions sub
+  LEFT JOIN limit_groups lg ON lg.plan_id = sub.plan_id AND lg.key = p_counter
+  WHERE sub.user_id = p_user;
+  IF NOT FOUND THEN
+    SELECT value INTO dp FROM settings WHERE key = 'default_plan';
+    IF dp IS NULL THEN
+      PERFORM fail('not_found', format('Unknown user %s: no subscription and no default plan.', p_user), jsonb_build_object('userId', p_user));
+    END IF;
+    INSERT INTO subscriptions (user_id, plan_id, started_at) VALUES (p_user, dp, clock())
+      ON CONFLICT (user_id) DO NOTHING;
+    SELECT sub.plan_id, sub.started_at, sub.custom_limits, lg.key, lg.unit, lg.quota, lg.period, lg.anchor, lg.overage, lg.kind
+      INTO c.plan_id, started, custom, g_key, c.unit, g_quota, g_period, g_anchor, c.overage, c.kind
+    FROM subscriptions sub
+    LEFT JOIN limit_groups lg ON lg.plan_id = sub.plan_id AND lg.key = p_counter
+    WHERE sub.user_id = p_user;
+  END IF;
+  IF g_key IS NULL THEN
+    PERFORM fail('not_found', format('Plan %s has no counter %s.', c.plan_id, p_counter), jsonb_build_object('counter', p_counter, 'planId', c.plan_id));
+  END IF;
+  SELECT b.period_start, b.period_end INTO c.period_start, c.period_end FROM period_bounds(g_period, g_anchor, started, clock()) b;
+  c.user_id := p_user;
+  c.counter_key := p_counter;
+  c.quota := CASE WHEN custom -> p_counter ? 'quota' THEN (custom -> p_counter ->> 'quota')::bigint ELSE g_quota END;
+  RETURN c;
+END $$;
+
+-- As 0004, plus: a concurrency group has its quota less the holds in flight (grants do not apply).
+CREATE OR REPLACE FUNCTION available(c ctx, p_until timestamptz) RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT AS $$
+DECLARE
+  allowance bigint;
+  grants_left bigint;
+  held bigint;
+BEGIN
+  IF c.quota IS NULL THEN RETURN NULL; END IF;
+  IF c.kind = 'concurrency' THEN
+    RETURN c.quota - (SELECT count(*) FROM holds WHERE user_id = c.user_id AND counter_key = c.counter_key
+                      AND status = 'open' AND expires_at > clock());
+  END IF;
+  SELECT greatest(0, c.quota - (b.used - b.used_from_grants)) INTO allowance
+  FROM balances b WHERE b.user_id = c.user_id AND b.counter_key = c.counter_key AND b.period_start = c.period_start;
+  SELECT coalesce(sum(remaining), 0) INTO grants_left FROM grants
+  WHERE user_id = c.user_id AND counter_key = c.counter_key AND (expires_at IS NULL OR expires_at > p_until);
+  SELECT coalesce(sum(amount), 0) INTO held FROM holds
+  WHERE user_id = c.user_id AND counter_key = c.counter_key AND status = 'open' AND expires_at > clock();
+  RETURN coalesce(allowance, greatest(c.quota, 0)) + grants_left - held;
+END $$;
+
 -- Seconds until waiting can help a request of `p_required` that was just refused: the end of
 -- the current period, when the counter renews there and its next allowance plus the grants
 -- still valid then would cover the request. NULL when waiting would not help (period 'none',
--- an amount beyond the allowance, an unlimited counter).
+-- an amount beyond the allowance, an unlimited counter). On a concurrency group: the seconds
+-- until the earliest open hold expires (a slot is free by then at the latest).
 CREATE FUNCTION retry_after(c ctx, p_required bigint) RETURNS int
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT AS $$
 DECLARE
   later bigint;
 BEGIN
+  IF c.kind = 'concurrency' THEN
+    IF c.quota IS NULL OR c.quota < 1 THEN RETURN NULL; END IF;
+    RETURN (SELECT greatest(1, ceil(extract(epoch FROM min(expires_at) - clock())))::int FROM holds
+            WHERE user_id = c.user_id AND counter_key = c.counter_key AND status = 'open' AND expires_at > clock());
+  END IF;
   IF c.quota IS NULL OR NOT isfinite(c.period_end) THEN RETURN NULL; END IF;
   SELECT coalesce(sum(remaining), 0) INTO later FROM grants
   WHERE user_id = c.user_id AND counter_key = c.counter_key AND (expires_at IS NULL OR expires_at > c.period_end);
@@ -80,6 +158,8 @@ BEGIN
   prior := replay(p_user, p_key, p_fingerprint);
   IF prior IS NOT NULL THEN RETURN prior; END IF;
   exp := clock() + p_ttl_ms * interval '1 millisecond';
+  -- A concurrency hold is one slot, whatever the amount asked.
+  IF c.kind = 'concurrency' THEN p_amount := 1; END IF;
   avail := available(c, exp);
   IF avail < p_amount THEN
     RETURN remember(p_user, p_key, p_fingerprint, jsonb_strip_nulls(jsonb_build_object(
@@ -163,4 +243,165 @@ BEGIN
           amt, c.period_start, draws, p_hold_id, p_meter, p_model, p_metadata);
   RETURN remember(p_user, p_key, p_fingerprint,
     jsonb_build_object('amount', amt, 'counter', p_counter, 'remaining', remaining_of(c)));
+END $$;
+
+-- As 0004, plus: a commit on a concurrency group frees its slot and records no usage.
+CREATE OR REPLACE FUNCTION op_resolve(p_hold_id text, p_release boolean, p_actual bigint, p_usage jsonb) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+  h holds;
+  c ctx;
+  charge bigint;
+  fine numeric;
+  draws jsonb;
+  res jsonb;
+  req jsonb := CASE WHEN p_release THEN NULL ELSE jsonb_build_object('actual', p_actual, 'usage', p_usage) END;
+BEGIN
+  SELECT * INTO h FROM holds WHERE id = p_hold_id;
+  IF NOT FOUND THEN
+    PERFORM fail('not_found', format('Unknown reservation %s.', p_hold_id), jsonb_build_object('reservationId', p_hold_id));
+  END IF;
+  c := context(h.user_id, h.counter_key);
+  PERFORM enter(c);
+  SELECT * INTO h FROM holds WHERE id = p_hold_id;   -- again, under the lock
+  -- Holds committed before 0.2 did not keep their request: any repeat returns the first result.
+  IF h.status = 'committed' AND NOT p_release AND (h.request IS NULL OR h.request = req)
+     OR h.status = 'released' AND p_release THEN
+    RETURN h.result;
+  END IF;
+  IF h.status <> 'open' THEN
+    PERFORM fail('conflict',
+      CASE WHEN h.status = 'committed' AND NOT p_release
+           THEN format('Reservation %s was already committed with other numbers (%s); a hold resolves once.', p_hold_id, h.request::text)
+           ELSE format('Reservation %s is already %s.', p_hold_id, h.status) END,
+      jsonb_build_object('reservationId', p_hold_id, 'reason', h.status, 'expiresAt',
+        to_char(h.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'result', h.result));
+  END IF;
+  IF p_release THEN
+    -- The hold is still open here, so what is left once it is resolved is available + its amount.
+    UPDATE holds SET status = 'released', resolved_at = clock(),
+      result = jsonb_build_object('reservationId', h.id, 'userId', h.user_id, 'status', 'released', 'released', h.amount,
+                                  'remaining', remaining_of(c, h.amount))
+    WHERE id = h.id RETURNING result INTO res;
+    INSERT INTO entries (user_id, counter_key, kind, amount, hold_id, meter_key, model)
+    VALUES (h.user_id, h.counter_key, 'release', h.amount, h.id, h.meter_key, h.model);
+  ELSE
+    IF c.kind = 'concurrency' THEN
+      -- A slot records no usage: committing frees it, like a release.
+      charge := 0;
+    ELSIF p_usage IS NOT NULL THEN
+      IF h.token_prices IS NULL THEN
+        IF c.unit = 'cents' THEN
+          PERFORM fail('invalid_request', format('Reservation %s has no model prices to convert token usage to %s; commit { actual } instead.', h.id, c.unit),
+            jsonb_build_object('reservationId', h.id));
+        END IF;
+        IF (p_usage ->> 'inputTokens')::numeric + (p_usage ->> 'outputTokens')::numeric > max_safe() THEN
+          PERFORM fail_unsafe('usage.inputTokens + usage.outputTokens', 'usage');
+        END IF;
+        charge := (p_usage ->> 'inputTokens')::bigint + (p_usage ->> 'outputTokens')::bigint;
+      ELSE
+        fine := ((p_usage ->> 'inputTokens')::numeric - coalesce((p_usage ->> 'cachedInputTokens')::numeric, 0)) * (h.token_prices ->> 'input')::numeric
+              + coalesce((p_usage ->> 'cachedInputTokens')::numeric, 0) * (h.token_prices ->> 'cachedInput')::numeric
+              + (p_usage ->> 'outputTokens')::numeric * (h.token_prices ->> 'output')::numeric;
+        charge := round_fine(c, fine);
+      END IF;
+    ELSIF p_actual IS NULL THEN
+      charge := h.amount;
+    ELSIF h.token_prices IS NOT NULL AND h.token_prices ? 'unit' THEN
+      charge := round_fine(c, p_actual * (h.token_prices ->> 'unit')::numeric);
+    ELSE
+      charge := p_actual;
+    END IF;
+    draws := CASE WHEN charge > 0 THEN draw(c, charge) ELSE '[]'::jsonb END;
+    UPDATE holds SET status = 'committed', resolved_at = clock(), request = req,
+      result = jsonb_build_object('reservationId', h.id, 'userId', h.user_id, 'status', 'committed', 'held', h.amount,
+        'committed', charge, 'refunded', greatest(h.amount - charge, 0), 'overage', greatest(charge - h.amount, 0),
+        'remaining', remaining_of(c, h.amount))
+    WHERE id = h.id RETURNING result INTO res;
+    INSERT INTO entries (user_id, counter_key, kind, amount, period_start, from_grants, hold_id, meter_key, model, metadata)
+    VALUES (h.user_id, h.counter_key, 'commit', charge, c.period_start, draws, h.id, h.meter_key, h.model,
+      jsonb_build_object('held', h.amount, 'refunded', greatest(h.amount - charge, 0), 'overage', greatest(charge - h.amount, 0)));
+  END IF;
+  RETURN res;
+END $$;
+
+-- As 0004, plus: a concurrency group reports `kind`, its slots in flight as `held`, `used` 0
+-- and `remaining` = quota - held.
+CREATE OR REPLACE FUNCTION op_usage(p_user text) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+  s subscriptions;
+  dp text;
+BEGIN
+  SELECT * INTO s FROM subscriptions WHERE user_id = p_user;
+  IF NOT FOUND THEN
+    SELECT value INTO dp FROM settings WHERE key = 'default_plan';
+    IF dp IS NULL THEN
+      PERFORM fail('not_found', format('Unknown user %s: no subscription and no default plan.', p_user), jsonb_build_object('userId', p_user));
+    END IF;
+    s.user_id := p_user; s.plan_id := dp; s.custom_limits := '{}'; s.started_at := clock();
+  END IF;
+  RETURN (
+    WITH g AS (
+      SELECT lg.*, CASE WHEN s.custom_limits -> lg.key ? 'quota' THEN (s.custom_limits -> lg.key ->> 'quota')::bigint ELSE lg.quota END AS q,
+             (period_bounds(lg.period, lg.anchor, s.started_at, clock())).*
+      FROM limit_groups lg WHERE lg.plan_id = s.plan_id
+    ), rows AS (
+      SELECT g.*, coalesce(b.used, 0) AS used, coalesce(b.used_from_grants, 0) AS ufg,
+        coalesce((SELECT sum(remaining) FROM grants gr WHERE gr.user_id = p_user AND gr.counter_key = g.key
+                  AND (gr.expires_at IS NULL OR gr.expires_at > clock())), 0)::bigint AS grants_left,
+        -- A concurrency group holds one slot per open hold.
+        coalesce((SELECT CASE WHEN g.kind = 'concurrency' THEN count(*) ELSE sum(amount) END FROM holds h
+                  WHERE h.user_id = p_user AND h.counter_key = g.key
+                  AND h.status = 'open' AND h.expires_at > clock()), 0)::bigint AS held,
+        (SELECT sum(d.remaining) FROM debts d WHERE d.user_id = p_user AND d.counter_key = g.key AND d.remaining > 0)::bigint AS debt
+      FROM g
+      LEFT JOIN balances b ON b.user_id = p_user AND b.counter_key = g.key AND b.period_start = g.period_start
+    ), newest AS (
+      SELECT id, created_at FROM entries WHERE user_id = p_user ORDER BY id DESC LIMIT 1
+    )
+    SELECT jsonb_build_object(
+      'userId', p_user, 'planId', s.plan_id,
+      'version', greatest(coalesce((SELECT id FROM newest), 0), coalesce(s.version, 0)),
+      'updatedAt', to_char(coalesce(greatest((SELECT created_at FROM newest), s.updated_at), clock()) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+      'counters', coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+        'key', key, 'label', label, 'unit', unit, 'currency', currency,
+        'granted', CASE WHEN kind = 'concurrency' THEN 0 ELSE grants_left + ufg END, 'used', used, 'held', held, 'debt', debt,
+        'kind', CASE WHEN kind = 'concurrency' THEN kind END))
+        || jsonb_build_object(
+        'quota', q,
+        'remaining', CASE WHEN q IS NULL THEN NULL WHEN kind = 'concurrency' THEN greatest(0, q - held)
+                          ELSE greatest(0, greatest(0, q - (used - ufg)) + grants_left - held) END,
+        'periodStart', CASE WHEN isfinite(period_start) THEN to_char(period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') END,
+        'periodEnd', CASE WHEN isfinite(period_end) THEN to_char(period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') END)
+        ORDER BY key), '[]'::jsonb))
+    FROM rows
+  );
+END $$;
+
+-- As 0001, plus the group's kind.
+CREATE OR REPLACE FUNCTION sync_config(p_plans jsonb, p_default_plan text) RETURNS void
+LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+  p record;
+  g record;
+BEGIN
+  PERFORM pg_advisory_xact_lock(lock_key('', 'config'));
+  FOR p IN SELECT key, value FROM jsonb_each(p_plans) LOOP
+    INSERT INTO plans (id, label) VALUES (p.key, p.value ->> 'label')
+      ON CONFLICT (id) DO UPDATE SET label = excluded.label;
+    DELETE FROM limit_groups WHERE plan_id = p.key AND NOT (p.value -> 'limits') ? key;
+    FOR g IN SELECT key, value FROM jsonb_each(p.value -> 'limits') LOOP
+      INSERT INTO limit_groups (plan_id, key, label, unit, currency, quota, period, anchor, overage, kind)
+      VALUES (p.key, g.key, g.value ->> 'label', g.value ->> 'unit', g.value ->> 'currency', (g.value ->> 'quota')::bigint,
+              g.value ->> 'period', g.value ->> 'anchor', g.value ->> 'overage', coalesce(g.value ->> 'kind', 'quota'))
+      ON CONFLICT (plan_id, key) DO UPDATE SET label = excluded.label, unit = excluded.unit, currency = excluded.currency,
+        quota = excluded.quota, period = excluded.period, anchor = excluded.anchor, overage = excluded.overage, kind = excluded.kind;
+    END LOOP;
+  END LOOP;
+  INSERT INTO settings (key, value) VALUES ('default_plan', p_default_plan)
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 END $$;

@@ -70,6 +70,12 @@ export interface MeterDefinition {
    * table converts one token to money. Omit when amounts are already in the counter's unit.
    */
   price?: "input" | "cachedInput" | "output";
+  /**
+   * Which side of a commit's `{ usage }` this meter counts in a multi-counter reservation:
+   * `"input"` (input tokens, cached included) or `"output"`. Default: the side its `price`
+   * names (`cachedInput` counts as input), else both.
+   */
+  counts?: "input" | "output";
 }
 
 /** One model's prices, in currency units (e.g. US dollars) per million tokens, as exact decimal strings. */
@@ -192,10 +198,29 @@ export type ReserveResult =
       retryAfter?: number;
     };
 
+/**
+ * The answer to a multi-counter `reserve(userId, { meterKey: amount, ... })`: one reservation
+ * id for every counter, or a denial naming the counter that could not hold its amount (then
+ * nothing was held).
+ */
+export type MultiReserveResult =
+  | {
+      allowed: true;
+      reservationId: string;
+      expiresAt: string;
+      /** Counter key → what it holds and what is left on it (`null`: unlimited). */
+      parts: Record<string, { meterKey: string; amount: number; remaining: number | null }>;
+    }
+  | Extract<ReserveResult, { allowed: false }>;
+
 /** Options of {@link MeterApi.commit}. */
 export interface CommitOptions {
-  /** What was really used, in the meter's unit. Default: the whole hold. */
-  actual?: number;
+  /**
+   * What was really used, in the meter's unit. Default: the whole hold. On a multi-counter
+   * reservation, an object of meter key (or counter key) → amount; a part not named commits
+   * its whole hold.
+   */
+  actual?: number | Record<string, number>;
   /** Instead of `actual`: the provider's token counts; a `cents` counter prices them exactly for the hold's model. */
   usage?: TokenUsage;
 }
@@ -215,6 +240,11 @@ export interface CommitResult {
   overage: number;
   /** What the user has left; `null` on an unlimited counter. */
   remaining: number | null;
+  /**
+   * On a multi-counter reservation: each counter's own result. The numbers above are then
+   * sums over the parts (meaningful when they share a unit) and `remaining` is the least.
+   */
+  parts?: Record<string, Omit<CommitResult, "userId" | "parts">>;
 }
 
 export interface ReleaseResult {
@@ -224,6 +254,8 @@ export interface ReleaseResult {
   released: number;
   /** What the user has left; `null` on an unlimited counter. */
   remaining: number | null;
+  /** On a multi-counter reservation: each counter's own result (`released` is then the sum). */
+  parts?: Record<string, Omit<ReleaseResult, "userId" | "parts">>;
 }
 
 /** Options of {@link MeterApi.track}. */

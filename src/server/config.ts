@@ -99,6 +99,9 @@ export function resolveConfig(
         throw new MeterError("invalid_request", `Meter "${key}" has a price but counter "${m.counter}" is not in cents.`, { field: "meters" });
       }
     }
+    if (m.counts !== undefined && m.counts !== "input" && m.counts !== "output") {
+      throw new MeterError("invalid_request", `Meter "${key}".counts must be "input" or "output".`, { field: "meters" });
+    }
     resolvedMeters[key] = { ...m };
   }
   // Every counter can be charged directly under its own key unless a meter says otherwise.

@@ -260,6 +260,14 @@ DECLARE
 BEGIN
   SELECT * INTO h FROM holds WHERE id = p_hold_id;
   IF NOT FOUND THEN
+    -- A multi-counter reservation: resolve all its parts (only on this miss; one hold is unchanged).
+    IF EXISTS (SELECT 1 FROM holds WHERE group_id = p_hold_id) THEN
+      IF p_actual IS NOT NULL THEN
+        PERFORM fail('invalid_request', format('Reservation %s holds several counters: pass actual per meter key ({ actual: { "llm.input": 120, ... } }).', p_hold_id),
+          jsonb_build_object('field', 'actual', 'reservationId', p_hold_id));
+      END IF;
+      RETURN op_resolve_multi(p_hold_id, p_release, NULL, p_usage);
+    END IF;
     PERFORM fail('not_found', format('Unknown reservation %s.', p_hold_id), jsonb_build_object('reservationId', p_hold_id));
   END IF;
   c := context(h.user_id, h.counter_key);
@@ -404,4 +412,123 @@ BEGIN
   END LOOP;
   INSERT INTO settings (key, value) VALUES ('default_plan', p_default_plan)
     ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+END $$;
+
+-- ---------------------------------------------------------------------------------------
+-- Multi-counter reservations: one reservation id holding amounts on several counters, all or
+-- nothing. Each counter gets its own hold row (id = reservation id || '.' || counter, group_id =
+-- the reservation id), so every single-counter rule (expiry, commit pricing, audit) applies to
+-- each part unchanged. The locks of every counter are taken in lock-key order: no deadlock.
+
+-- group_id: the multi-counter reservation this hold is a part of. usage_part: which side of a
+-- commit's { usage } this part counts ('input' or 'output'; NULL = both).
+ALTER TABLE holds ADD COLUMN group_id text;
+ALTER TABLE holds ADD COLUMN usage_part text CHECK (usage_part IN ('input', 'output'));
+CREATE INDEX holds_group ON holds (group_id) WHERE group_id IS NOT NULL;
+
+-- p_parts: [{counter, meter, amount, tokenPrices, usagePart}], at most one per counter.
+CREATE FUNCTION op_reserve_multi(p_user text, p_parts jsonb, p_ttl_ms bigint, p_key text, p_fingerprint text,
+                                 p_hold_id text, p_model text, p_metadata jsonb) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+  part record;
+  c ctx;
+  cs ctx[] := '{}';
+  amounts bigint[] := '{}';
+  prior jsonb;
+  avail bigint;
+  amt bigint;
+  exp timestamptz;
+  parts jsonb := '{}';
+  i int;
+BEGIN
+  -- Contexts first (they may fail with not_found before any lock), then the locks in key order.
+  FOR part IN SELECT p ->> 'counter' AS counter FROM jsonb_array_elements(p_parts) p
+              ORDER BY lock_key(p_user, p ->> 'counter') LOOP
+    c := context(p_user, part.counter);
+    PERFORM enter(c);
+    cs := cs || c;
+  END LOOP;
+  prior := replay(p_user, p_key, p_fingerprint);
+  IF prior IS NOT NULL THEN RETURN prior; END IF;
+  exp := clock() + p_ttl_ms * interval '1 millisecond';
+  -- Every counter is checked before anything is written: a denial names the first that fails.
+  FOR i IN 1 .. array_length(cs, 1) LOOP
+    c := cs[i];
+    SELECT CASE WHEN c.kind = 'concurrency' THEN 1 ELSE (p ->> 'amount')::bigint END INTO amt
+    FROM jsonb_array_elements(p_parts) p WHERE p ->> 'counter' = c.counter_key;
+    amounts := amounts || amt;
+    avail := available(c, exp);
+    IF avail < amt THEN
+      RETURN remember(p_user, p_key, p_fingerprint, jsonb_strip_nulls(jsonb_build_object(
+        'allowed', false, 'reason', 'limit_reached', 'remaining', greatest(avail, 0),
+        'required', amt, 'counter', c.counter_key, 'retryAfter', retry_after(c, amt))));
+    END IF;
+    IF c.quota IS NULL AND (SELECT coalesce(sum(amount), 0) FROM holds WHERE user_id = p_user AND counter_key = c.counter_key
+                            AND status = 'open' AND expires_at > clock()) + amt > max_safe() THEN
+      PERFORM fail_unsafe('the open holds', 'amount');
+    END IF;
+  END LOOP;
+  FOR i IN 1 .. array_length(cs, 1) LOOP
+    c := cs[i];
+    amt := amounts[i];
+    SELECT p ->> 'meter' AS meter, p -> 'tokenPrices' AS tp, p ->> 'usagePart' AS up INTO part
+    FROM jsonb_array_elements(p_parts) p WHERE p ->> 'counter' = c.counter_key;
+    INSERT INTO holds (id, user_id, counter_key, meter_key, amount, status, expires_at, model, token_prices, metadata, group_id, usage_part)
+    VALUES (p_hold_id || '.' || c.counter_key, p_user, c.counter_key, part.meter, amt, 'open', exp, p_model,
+            nullif(part.tp, 'null'::jsonb), p_metadata, p_hold_id, part.up);
+    INSERT INTO entries (user_id, counter_key, kind, amount, hold_id, meter_key, model, metadata)
+    VALUES (p_user, c.counter_key, 'reserve', amt, p_hold_id || '.' || c.counter_key, part.meter, p_model, p_metadata);
+    parts := parts || jsonb_build_object(c.counter_key, jsonb_build_object('amount', amt, 'meterKey', part.meter,
+      'remaining', CASE WHEN c.quota IS NULL THEN NULL ELSE available(c) END));
+  END LOOP;
+  RETURN remember(p_user, p_key, p_fingerprint, jsonb_build_object('allowed', true, 'reservationId', p_hold_id,
+    'expiresAt', to_char(exp AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'parts', parts));
+END $$;
+
+-- Resolves every part of a multi-counter reservation under all its locks (key order), each by
+-- op_resolve (whose own lock is then re-entrant). p_actual: meter key or counter key → amount
+-- (a part not named commits its whole hold). p_usage: each part counts its usage_part side.
+-- One part in conflict raises, so nothing is written. The result sums held, committed,
+-- refunded and overage (meaningful when the parts share a unit), `remaining` is the least of
+-- the limited parts, and `parts` has each part's own result by counter.
+CREATE FUNCTION op_resolve_multi(p_group text, p_release boolean, p_actual jsonb, p_usage jsonb) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+  h record;
+  r jsonb;
+  parts jsonb := '{}';
+  usage jsonb;
+  act bigint;
+  uid text;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM holds WHERE group_id = p_group) THEN
+    IF EXISTS (SELECT 1 FROM holds WHERE id = p_group) THEN
+      PERFORM fail('invalid_request', format('Reservation %s holds one counter: pass actual as a number.', p_group),
+        jsonb_build_object('field', 'actual', 'reservationId', p_group));
+    END IF;
+    PERFORM fail('not_found', format('Unknown reservation %s.', p_group), jsonb_build_object('reservationId', p_group));
+  END IF;
+  FOR h IN SELECT * FROM holds WHERE group_id = p_group ORDER BY lock_key(user_id, counter_key) LOOP
+    PERFORM enter(context(h.user_id, h.counter_key));
+  END LOOP;
+  FOR h IN SELECT * FROM holds WHERE group_id = p_group ORDER BY counter_key LOOP
+    uid := h.user_id;
+    usage := CASE WHEN p_usage IS NULL OR h.usage_part IS NULL THEN p_usage
+                  WHEN h.usage_part = 'input' THEN p_usage || '{"outputTokens": 0}'
+                  ELSE p_usage || '{"inputTokens": 0, "cachedInputTokens": 0}' END;
+    act := coalesce(p_actual ->> h.meter_key, p_actual ->> h.counter_key)::bigint;
+    r := op_resolve(h.id, p_release, act, usage);
+    parts := parts || jsonb_build_object(h.counter_key, r - 'userId');
+  END LOOP;
+  RETURN jsonb_strip_nulls(jsonb_build_object('reservationId', p_group, 'userId', uid,
+    'status', CASE WHEN p_release THEN 'released' ELSE 'committed' END,
+    'held', CASE WHEN NOT p_release THEN (SELECT sum((v ->> 'held')::bigint) FROM jsonb_each(parts) e(k, v)) END,
+    'committed', CASE WHEN NOT p_release THEN (SELECT sum((v ->> 'committed')::bigint) FROM jsonb_each(parts) e(k, v)) END,
+    'refunded', CASE WHEN NOT p_release THEN (SELECT sum((v ->> 'refunded')::bigint) FROM jsonb_each(parts) e(k, v)) END,
+    'overage', CASE WHEN NOT p_release THEN (SELECT sum((v ->> 'overage')::bigint) FROM jsonb_each(parts) e(k, v)) END,
+    'released', CASE WHEN p_release THEN (SELECT sum((v ->> 'released')::bigint) FROM jsonb_each(parts) e(k, v)) END))
+    || jsonb_build_object('remaining', (SELECT min((v ->> 'remaining')::bigint) FROM jsonb_each(parts) e(k, v)), 'parts', parts);
 END $$;

@@ -173,6 +173,13 @@ describe("concurrency groups", () => {
     expect(() =>
       createMeter({ database: db.url, plans: { p: { limits: { g: { kind: "concurrency", quota: 1, period: "minute" } } } } }),
     ).toThrow(/no period/);
+    expect(() => createMeter({ database: db.url, plans: { p: { limits: { g: { kind: "concurrency", quota: 1, unit: "cents" } } } } })).toThrow(/not cents/);
+    expect(() =>
+      createMeter({ database: db.url, plans: { a: { limits: { g: { quota: 1 } } }, b: { limits: { g: { kind: "concurrency", quota: 1 } } } } }),
+    ).toThrow(/one kind/);
+    expect(() =>
+      createMeter({ database: db.url, plans: { a: { limits: { g: { quota: 1 } } } }, meters: { m: { counter: "g", counts: "both" as "input" } } }),
+    ).toThrow(/counts must be/);
   });
 
   test("64 concurrent callers never hold more slots than the quota", async () => {

@@ -100,6 +100,16 @@ describe("multi-counter reservations", () => {
     expect(await meter.audit("u4")).toEqual([]);
   });
 
+  test("a part cannot be resolved on its own", async () => {
+    await meter.upsertSubscription({ userId: "u5", planId: "split" });
+    const r = await meter.reserve("u5", { "llm.input": 10, "llm.output": 10 });
+    if (!r.allowed) throw new Error("denied");
+    await expect(meter.commit(`${r.reservationId}.tokens_in`)).rejects.toMatchObject({ code: "invalid_request" });
+    await expect(meter.release(`${r.reservationId}.tokens_out`)).rejects.toMatchObject({ code: "invalid_request" });
+    expect(await counters(meter, "u5")).toMatchObject({ tokens_in: { held: 10 }, tokens_out: { held: 10 } });
+    expect((await meter.release(r.reservationId)).released).toBe(20);
+  });
+
   test("two meters on one counter in one reservation are refused", async () => {
     const m = createMeter({ database: db.url, sweepInterval: 0, plans: PLANS, meters: { ...METERS, "llm.more": { counter: "tokens_in" } } });
     await expect(m.reserve("u1", { "llm.input": 1, "llm.more": 1 })).rejects.toMatchObject({ code: "invalid_request" });

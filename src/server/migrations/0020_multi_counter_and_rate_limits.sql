@@ -273,6 +273,12 @@ BEGIN
   c := context(h.user_id, h.counter_key);
   PERFORM enter(c);
   SELECT * INTO h FROM holds WHERE id = p_hold_id;   -- again, under the lock
+  -- A part of a multi-counter reservation resolves only with the others (op_resolve_multi sets
+  -- the transaction-local meterkit.resolving to its id).
+  IF h.group_id IS NOT NULL AND current_setting('meterkit.resolving', true) IS DISTINCT FROM h.group_id THEN
+    PERFORM fail('invalid_request', format('%s is a part of reservation %s: commit or release %s.', p_hold_id, h.group_id, h.group_id),
+      jsonb_build_object('field', 'reservationId', 'reservationId', h.group_id));
+  END IF;
   -- Holds committed before 0.2 did not keep their request: any repeat returns the first result.
   IF h.status = 'committed' AND NOT p_release AND (h.request IS NULL OR h.request = req)
      OR h.status = 'released' AND p_release THEN
@@ -514,6 +520,7 @@ BEGIN
   FOR h IN SELECT * FROM holds WHERE group_id = p_group ORDER BY lock_key(user_id, counter_key) LOOP
     PERFORM enter(context(h.user_id, h.counter_key));
   END LOOP;
+  PERFORM set_config('meterkit.resolving', p_group, true);
   FOR h IN SELECT * FROM holds WHERE group_id = p_group ORDER BY counter_key LOOP
     uid := h.user_id;
     usage := CASE WHEN p_usage IS NULL OR h.usage_part IS NULL THEN p_usage
@@ -523,6 +530,7 @@ BEGIN
     r := op_resolve(h.id, p_release, act, usage);
     parts := parts || jsonb_build_object(h.counter_key, r - 'userId');
   END LOOP;
+  PERFORM set_config('meterkit.resolving', '', true);
   RETURN jsonb_strip_nulls(jsonb_build_object('reservationId', p_group, 'userId', uid,
     'status', CASE WHEN p_release THEN 'released' ELSE 'committed' END,
     'held', CASE WHEN NOT p_release THEN (SELECT sum((v ->> 'held')::bigint) FROM jsonb_each(parts) e(k, v)) END,

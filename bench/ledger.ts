@@ -12,7 +12,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 export default async function ledgerBench({ databaseUrl }: { databaseUrl: string }): Promise<void> {
   const meter = createMeter({
     database: databaseUrl,
-    plans: { bench: { limits: { tokens: { quota: 1e15, period: "none" } } } },
+    plans: { bench: { limits: { tokens: { quota: 1e15, period: "none" }, tokens_out: { quota: 1e15, period: "none" } } } },
     schema: "bench_ledger",
     poolSize: 64,
     sweepInterval: 0,
@@ -51,6 +51,15 @@ export default async function ledgerBench({ databaseUrl }: { databaseUrl: string
         await pool.query("UPDATE bench_baseline SET held = held - $2, used = used + $3 WHERE user_id = $1", [u, 1000, 400]);
         return lat;
       });
+      // The same pair holding two counters (input and output tokens) under one reservation id.
+      const multi = await loadFor(clients, SECONDS * 1000, async (w, i) => {
+        const t0 = performance.now();
+        const r = await meter.reserve(user(w, i), { tokens: 1000, tokens_out: 500 });
+        const lat = performance.now() - t0;
+        if (!r.allowed) throw new Error("bench multi-counter reserve denied");
+        await meter.commit(r.reservationId, { actual: { tokens: 400, tokens_out: 200 } });
+        return lat;
+      });
       const a = ours.ops / ours.seconds;
       const b = base.ops / base.seconds;
       rows.push({
@@ -63,6 +72,9 @@ export default async function ledgerBench({ databaseUrl }: { databaseUrl: string
         "reserve p99 ms": percentile(ours.latencies, 99),
         "baseline p50 ms": percentile(base.latencies, 50),
         "baseline p99 ms": percentile(base.latencies, 99),
+        "2-counter pairs/s": Math.round(multi.ops / multi.seconds),
+        "2-counter reserve p50 ms": percentile(multi.latencies, 50),
+        "2-counter reserve p99 ms": percentile(multi.latencies, 99),
       });
     }
   }

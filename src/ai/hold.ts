@@ -54,7 +54,7 @@ export class Hold {
       ...(options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey } : {}),
       metadata: { ...options.metadata, inputTokens: bound.inputTokens, maxOutputTokens: bound.outputTokens },
     });
-    if (!r.allowed) throw new LimitReachedError({ counter: r.counter, remaining: r.remaining, required: r.required });
+    if (!r.allowed) throw new LimitReachedError({ counter: r.counter, remaining: r.remaining, required: r.required, ...(r.retryAfter !== undefined ? { retryAfter: r.retryAfter } : {}) });
     return new Hold(meter, userId, options, r.reservationId, bound, r.amount ?? bound.amount);
   }
 

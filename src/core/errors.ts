@@ -60,17 +60,28 @@ export class LimitReachedError extends MeterError {
   readonly counter: string;
   readonly remaining: number;
   readonly required: number;
+  /**
+   * Seconds until a retry can succeed, when waiting helps (the counter renews then; see
+   * `ReserveResult.retryAfter`). HTTP answers carry it as `Retry-After`. Default: absent.
+   */
+  readonly retryAfter?: number;
 
-  constructor(info: { counter: string; remaining: number; required: number; message?: string }) {
+  constructor(info: { counter: string; remaining: number; required: number; retryAfter?: number; message?: string }) {
     super(
       "limit_reached",
       info.message ?? `Limit reached on "${info.counter}": ${info.required} required, ${info.remaining} left.`,
-      { counter: info.counter, remaining: info.remaining, required: info.required },
+      {
+        counter: info.counter,
+        remaining: info.remaining,
+        required: info.required,
+        ...(info.retryAfter !== undefined ? { retryAfter: info.retryAfter } : {}),
+      },
     );
     this.name = "LimitReachedError";
     this.counter = info.counter;
     this.remaining = info.remaining;
     this.required = info.required;
+    if (info.retryAfter !== undefined) this.retryAfter = info.retryAfter;
   }
 }
 
@@ -95,6 +106,7 @@ export function errorFromBody(body: unknown, fallbackStatus = 500): MeterError {
       counter: String(err.counter ?? ""),
       remaining: Number(err.remaining ?? 0),
       required: Number(err.required ?? 0),
+      ...(typeof err.retryAfter === "number" ? { retryAfter: err.retryAfter } : {}),
       message,
     });
   }

@@ -23,6 +23,7 @@ export type {
   Usage,
   ReserveOptions,
   ReserveResult,
+  MultiReserveResult,
   CommitOptions,
   CommitResult,
   ReleaseResult,

@@ -7,6 +7,10 @@ export interface PeriodBounds {
 }
 
 const DAY = 86_400_000;
+const HOUR = 3_600_000;
+const MINUTE = 60_000;
+/** Fixed-length periods: their length in ms. */
+const FIXED: Partial<Record<Period, number>> = { week: 7 * DAY, day: DAY, hour: HOUR, minute: MINUTE };
 
 function daysInMonth(year: number, month: number): number {
   return new Date(Date.UTC(year, month + 1, 0)).getUTCDate();
@@ -24,17 +28,21 @@ function monthAnchor(year: number, month: number, anchor: Date): Date {
  * The period containing `now`. The same rules run in SQL (`period_bounds` in the migrations);
  * the tests check that both agree.
  *
- * - `calendar`: UTC months, ISO weeks (Monday), UTC days.
+ * - `calendar`: UTC months, ISO weeks (Monday), UTC days, hours and minutes (from the top of
+ *   the hour / minute).
  * - `subscription_start`: months renew on the start's day of month, clamped to shorter months
- *   (a Jan 31 start renews Feb 28/29, then Mar 31); weeks and days every 7 days / 24 h from the start.
+ *   (a Jan 31 start renews Feb 28/29, then Mar 31); weeks, days, hours and minutes every
+ *   7 days / 24 h / 60 min / 60 s from the start.
  */
 export function periodBounds(now: Date, period: Period, anchor: Anchor, startedAt: Date): PeriodBounds {
   if (period === "none") return { start: null, end: null };
   const t = now.getTime();
   if (anchor === "calendar") {
-    if (period === "day") {
-      const s = Math.floor(t / DAY) * DAY;
-      return { start: new Date(s), end: new Date(s + DAY) };
+    if (period === "day" || period === "hour" || period === "minute") {
+      // Unix time has no leap seconds, so UTC days, hours and minutes are multiples from 1970.
+      const len = FIXED[period]!;
+      const s = Math.floor(t / len) * len;
+      return { start: new Date(s), end: new Date(s + len) };
     }
     if (period === "week") {
       // 1970-01-01 was a Thursday; ISO weeks start on Monday (1970-01-05 minus 7 days).
@@ -47,8 +55,8 @@ export function periodBounds(now: Date, period: Period, anchor: Anchor, startedA
     return { start: new Date(Date.UTC(y, m, 1)), end: new Date(Date.UTC(y, m + 1, 1)) };
   }
   const a = startedAt.getTime();
-  if (period === "day" || period === "week") {
-    const len = period === "day" ? DAY : 7 * DAY;
+  const len = FIXED[period];
+  if (len !== undefined) {
     const k = Math.floor((t - a) / len);
     return { start: new Date(a + k * len), end: new Date(a + (k + 1) * len) };
   }

@@ -1,18 +1,30 @@
 /** The unit of a counter: tokens, cents (money in the smallest currency unit), or a custom unit name. */
 export type Unit = "tokens" | "cents" | (string & {});
 
-/** How long a quota lasts before it renews. `none` never renews. */
-export type Period = "month" | "week" | "day" | "none";
+/**
+ * How long a quota lasts before it renews. `none` never renews. `hour` and `minute` are rate
+ * windows ("20 requests a minute"): fixed windows on the database clock, not sliding ones.
+ */
+export type Period = "month" | "week" | "day" | "hour" | "minute" | "none";
 
 /**
- * Where periods start: `calendar` (UTC month / ISO week starting Monday / day) or
- * `subscription_start` (the subscription's start; a Jan 31 start renews on the last day of
- * shorter months, then on the 31st again).
+ * Where periods start: `calendar` (UTC month / ISO week starting Monday / day / top of the
+ * hour / top of the minute) or `subscription_start` (the subscription's start; a Jan 31 start
+ * renews on the last day of shorter months, then on the 31st again; weeks, days, hours and
+ * minutes follow every 7 days / 24 h / 60 min / 60 s from the start).
  */
 export type Anchor = "calendar" | "subscription_start";
 
 /** A limit group (counter) of a plan. */
 export interface LimitGroup {
+  /**
+   * `"quota"` (default): an allowance of units per period. `"concurrency"`: at most `quota`
+   * reservations open at once ("3 generations in flight"); each open hold takes one slot
+   * whatever its amount, and commit, release or expiry frees it. A commit on it records no
+   * usage, and it takes no tracks, grants or adjustments. Its period is `"none"`; its unit
+   * defaults to `"calls"`. A counter has the same kind in every plan.
+   */
+  kind?: "quota" | "concurrency";
   /** Human label shown in the UI. Default: a readable form of the key (`tokens` → `"Tokens"`, `llm_input_tokens` → `"Llm input tokens"`; see `readableLabel`). */
   label?: string;
   /** The base unit of every amount in this group. Default `"tokens"`. */
@@ -63,6 +75,12 @@ export interface MeterDefinition {
    * table converts one token to money. Omit when amounts are already in the counter's unit.
    */
   price?: "input" | "cachedInput" | "output";
+  /**
+   * Which side of a commit's `{ usage }` this meter counts in a multi-counter reservation:
+   * `"input"` (input tokens, cached included) or `"output"`. Default: the side its `price`
+   * names (`cachedInput` counts as input), else both.
+   */
+  counts?: "input" | "output";
 }
 
 /** One model's prices, in currency units (e.g. US dollars) per million tokens, as exact decimal strings. */
@@ -140,6 +158,11 @@ export interface CounterUsage {
   debt?: number;
   periodStart: string | null;
   periodEnd: string | null;
+  /**
+   * `"concurrency"` on a concurrency group (absent otherwise): `held` is the reservations in
+   * flight, `used` and `granted` are 0, `remaining` is `quota - held`.
+   */
+  kind?: "concurrency";
 }
 
 /** A user's balances, on the wire. */
@@ -166,12 +189,43 @@ export interface ReserveOptions {
 
 export type ReserveResult =
   | { allowed: true; reservationId: string; remaining: number | null; expiresAt: string; amount: number; counter: string }
-  | { allowed: false; reason: "limit_reached"; remaining: number; required: number; counter: string };
+  | {
+      allowed: false;
+      reason: "limit_reached";
+      remaining: number;
+      required: number;
+      counter: string;
+      /**
+       * Seconds until a retry can succeed, when waiting helps: the counter renews at the end of
+       * its period and its next allowance (plus grants still valid then) covers the request.
+       * Absent when waiting would not help (period `none`, a request beyond the allowance).
+       */
+      retryAfter?: number;
+    };
+
+/**
+ * The answer to a multi-counter `reserve(userId, { meterKey: amount, ... })`: one reservation
+ * id for every counter, or a denial naming the counter that could not hold its amount (then
+ * nothing was held).
+ */
+export type MultiReserveResult =
+  | {
+      allowed: true;
+      reservationId: string;
+      expiresAt: string;
+      /** Counter key → what it holds and what is left on it (`null`: unlimited). */
+      parts: Record<string, { meterKey: string; amount: number; remaining: number | null }>;
+    }
+  | Extract<ReserveResult, { allowed: false }>;
 
 /** Options of {@link MeterApi.commit}. */
 export interface CommitOptions {
-  /** What was really used, in the meter's unit. Default: the whole hold. */
-  actual?: number;
+  /**
+   * What was really used, in the meter's unit. Default: the whole hold. On a multi-counter
+   * reservation, an object of meter key (or counter key) → amount; a part not named commits
+   * its whole hold.
+   */
+  actual?: number | Record<string, number>;
   /** Instead of `actual`: the provider's token counts; a `cents` counter prices them exactly for the hold's model. */
   usage?: TokenUsage;
 }
@@ -191,6 +245,11 @@ export interface CommitResult {
   overage: number;
   /** What the user has left; `null` on an unlimited counter. */
   remaining: number | null;
+  /**
+   * On a multi-counter reservation: each counter's own result. The numbers above are then
+   * sums over the parts (meaningful when they share a unit) and `remaining` is the least.
+   */
+  parts?: Record<string, Omit<CommitResult, "userId" | "parts">>;
 }
 
 export interface ReleaseResult {
@@ -200,6 +259,8 @@ export interface ReleaseResult {
   released: number;
   /** What the user has left; `null` on an unlimited counter. */
   remaining: number | null;
+  /** On a multi-counter reservation: each counter's own result (`released` is then the sum). */
+  parts?: Record<string, Omit<ReleaseResult, "userId" | "parts">>;
 }
 
 /** Options of {@link MeterApi.track}. */

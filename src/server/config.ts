@@ -12,11 +12,13 @@ export interface ResolvedConfig {
   meters: Record<string, MeterDefinition>;
   /** Counter key → its unit (the same in every plan). */
   units: Map<string, Unit>;
+  /** Counter key → its kind (the same in every plan). */
+  kinds: Map<string, "quota" | "concurrency">;
   prices: PriceTable;
   defaultPlan: string | null;
 }
 
-const PERIODS = ["month", "week", "day", "none"];
+const PERIODS = ["month", "week", "day", "hour", "minute", "none"];
 const ANCHORS = ["calendar", "subscription_start"];
 
 /** Checks the plans, meters and prices once, at createMeter(), with messages that say what to fix. */
@@ -30,6 +32,7 @@ export function resolveConfig(
     throw new MeterError("invalid_request", "createMeter: `plans` must define at least one plan.", { field: "plans" });
   }
   const units = new Map<string, Unit>();
+  const kinds = new Map<string, "quota" | "concurrency">();
   const out: ResolvedConfig["plans"] = {};
   for (const [planId, plan] of Object.entries(plans)) {
     assertId(planId, "plan id");
@@ -37,8 +40,24 @@ export function resolveConfig(
     for (const [key, g] of Object.entries(plan?.limits ?? {})) {
       assertId(key, `plans.${planId}.limits key`);
       const where = `plans.${planId}.limits.${key}`;
-      const unit = g.unit ?? "tokens";
-      const period = g.period ?? "month";
+      const kind = g.kind ?? "quota";
+      if (kind !== "quota" && kind !== "concurrency") {
+        throw new MeterError("invalid_request", `${where}.kind must be "quota" or "concurrency".`, { field: where });
+      }
+      const concurrent = kind === "concurrency";
+      if (concurrent && g.period !== undefined && g.period !== "none") {
+        throw new MeterError("invalid_request", `${where}: a concurrency group counts holds in flight and has no period (omit it or use "none").`, { field: where });
+      }
+      const unit = g.unit ?? (concurrent ? "calls" : "tokens");
+      if (concurrent && unit === "cents") {
+        throw new MeterError("invalid_request", `${where}: a concurrency group counts calls, not cents.`, { field: where });
+      }
+      const knownKind = kinds.get(key);
+      if (knownKind !== undefined && knownKind !== kind) {
+        throw new MeterError("invalid_request", `Counter "${key}" is a ${knownKind} group in one plan and a ${kind} group in another; a counter has one kind.`, { field: where });
+      }
+      kinds.set(key, kind);
+      const period = g.period ?? (concurrent ? "none" : "month");
       const anchor = g.anchor ?? "calendar";
       if (!PERIODS.includes(period)) throw new MeterError("invalid_request", `${where}.period must be one of ${PERIODS.join(", ")}.`, { field: where });
       if (!ANCHORS.includes(anchor)) throw new MeterError("invalid_request", `${where}.anchor must be one of ${ANCHORS.join(", ")}.`, { field: where });
@@ -58,6 +77,7 @@ export function resolveConfig(
         period,
         anchor,
         overage: g.overage ?? "record",
+        kind,
         currency: unit === "cents" ? (g.currency ?? "usd").toLowerCase() : null,
       };
     }
@@ -80,6 +100,9 @@ export function resolveConfig(
         throw new MeterError("invalid_request", `Meter "${key}" has a price but counter "${m.counter}" is not in cents.`, { field: "meters" });
       }
     }
+    if (m.counts !== undefined && m.counts !== "input" && m.counts !== "output") {
+      throw new MeterError("invalid_request", `Meter "${key}".counts must be "input" or "output".`, { field: "meters" });
+    }
     resolvedMeters[key] = { ...m };
   }
   // Every counter can be charged directly under its own key unless a meter says otherwise.
@@ -92,7 +115,7 @@ export function resolveConfig(
   if (defaultPlan !== undefined && !out[defaultPlan]) {
     throw new MeterError("invalid_request", `defaultPlan "${defaultPlan}" is not one of the plans.`, { field: "defaultPlan" });
   }
-  return { plans: out, meters: resolvedMeters, units, prices, defaultPlan: defaultPlan ?? null };
+  return { plans: out, meters: resolvedMeters, units, kinds, prices, defaultPlan: defaultPlan ?? null };
 }
 
 export interface MeterTarget {
@@ -112,6 +135,13 @@ export function resolveMeter(config: ResolvedConfig, meterKey: unknown): MeterTa
   const definition = Object.hasOwn(config.meters, base) ? config.meters[base] : undefined;
   if (!definition) throw new MeterError("not_found", `Unknown meter "${base}".`, { meterKey: key });
   return { meterKey: key, counter: definition.counter, unit: config.units.get(definition.counter) ?? "tokens", refund, definition };
+}
+
+/** Refuses `what` (track, grant, adjust) on a concurrency group: it counts holds, not usage. */
+export function refuseConcurrency(config: ResolvedConfig, counter: string, what: string): void {
+  if (config.kinds.get(counter) === "concurrency") {
+    throw new MeterError("invalid_request", `Counter "${counter}" is a concurrency group: it counts reservations in flight and takes no ${what}.`, { field: "counter", counter });
+  }
 }
 
 export function assertCounter(config: ResolvedConfig, counterKey: unknown): string {

@@ -14,6 +14,7 @@ import type {
   ReleaseResult,
   ReserveOptions,
   ReserveResult,
+  MultiReserveResult,
   Subscription,
   SubscriptionInput,
   TrackOptions,
@@ -32,7 +33,7 @@ import { adjust, grant } from "./ledger/grant.js";
 import { eraseUser } from "./ledger/eraseUser.js";
 import { reservation, type Reservation } from "./ledger/reservation.js";
 import { commit, release } from "./ledger/resolve.js";
-import { reserve } from "./ledger/reserve.js";
+import { reserve, reserveMulti } from "./ledger/reserve.js";
 import { sweepExpired, upsertSubscription, usage } from "./ledger/subscription.js";
 import { track } from "./ledger/track.js";
 import { attachInternals } from "./internals.js";
@@ -109,6 +110,11 @@ export interface Meter extends MeterApi {
   /** Creates or updates the schema (numbered migrations; safe to run from several processes at once). */
   migrate(): Promise<string[]>;
   reserve(userId: string, meterKey: string, amount: number, options?: ReserveOptions): Promise<ReserveResult>;
+  /**
+   * Holds on several counters at once, all or nothing, under one reservation id:
+   * `{ "llm.input": 1200, "llm.output": 800 }` (meter key → amount). See docs/server.md.
+   */
+  reserve(userId: string, amounts: Record<string, number>, options?: ReserveOptions): Promise<MultiReserveResult>;
   commit(reservationId: string, options?: CommitOptions): Promise<CommitResult>;
   release(reservationId: string): Promise<ReleaseResult>;
   track(userId: string, meterKey: string, amount: number, options?: TrackOptions): Promise<TrackResult>;
@@ -243,7 +249,10 @@ export function createMeter(options: CreateMeterOptions): Meter {
         throw toMeterError(err);
       }
     },
-    reserve: (userId, meterKey, amount, o) => reserve(ledger, userId, meterKey, amount, o),
+    reserve: ((userId: string, meterKey: string | Record<string, number>, amount?: number | ReserveOptions, o?: ReserveOptions) =>
+      typeof meterKey === "string"
+        ? reserve(ledger, userId, meterKey, amount as number, o)
+        : reserveMulti(ledger, userId, meterKey, amount as ReserveOptions | undefined)) as Meter["reserve"],
     commit: (id, o) => commit(ledger, id, o),
     release: (id) => release(ledger, id),
     track: (userId, meterKey, amount, o) => track(ledger, userId, meterKey, amount, o),

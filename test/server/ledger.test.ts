@@ -104,7 +104,7 @@ describe("reserve, commit, release", () => {
   test("a denial says how much is left and what was required", async () => {
     await meter.upsertSubscription({ userId: user, planId: "free" });
     await hold(800);
-    expect(await meter.reserve(user, "llm.tokens", 300)).toEqual({ allowed: false, reason: "limit_reached", remaining: 200, required: 300, counter: "tokens" });
+    expect(await meter.reserve(user, "llm.tokens", 300)).toEqual({ allowed: false, reason: "limit_reached", remaining: 200, required: 300, counter: "tokens", retryAfter: expect.any(Number) as number });
   });
 
   test("the seed's refund pattern: track the bound, then track the difference on .refund", async () => {

@@ -47,13 +47,19 @@ describe("periods", () => {
     expect(periodBounds(now, "week", "calendar", now)).toEqual({ start: new Date("2026-11-23T00:00:00Z"), end: new Date("2026-11-30T00:00:00Z") });
     expect(periodBounds(now, "day", "calendar", now)).toEqual({ start: new Date("2026-11-27T00:00:00Z"), end: new Date("2026-11-28T00:00:00Z") });
     expect(periodBounds(now, "none", "calendar", now)).toEqual({ start: null, end: null });
+    const t = new Date("2026-11-27T10:42:17.250Z");
+    expect(periodBounds(t, "hour", "calendar", t)).toEqual({ start: new Date("2026-11-27T10:00:00Z"), end: new Date("2026-11-27T11:00:00Z") });
+    expect(periodBounds(t, "minute", "calendar", t)).toEqual({ start: new Date("2026-11-27T10:42:00Z"), end: new Date("2026-11-27T10:43:00Z") });
+    const start = new Date("2026-11-27T08:13:20.500Z");
+    expect(periodBounds(t, "hour", "subscription_start", start)).toEqual({ start: new Date("2026-11-27T10:13:20.500Z"), end: new Date("2026-11-27T11:13:20.500Z") });
+    expect(periodBounds(t, "minute", "subscription_start", start)).toEqual({ start: new Date("2026-11-27T10:41:20.500Z"), end: new Date("2026-11-27T10:42:20.500Z") });
   });
 
   test("TypeScript and SQL agree on every period for random starts and instants", async () => {
     const date = fc.date({ min: new Date("2000-01-01T00:00:00Z"), max: new Date("2060-01-01T00:00:00Z"), noInvalidDate: true });
     await fc.assert(
       fc.asyncProperty(
-        fc.constantFrom<Period>("month", "week", "day", "none"),
+        fc.constantFrom<Period>("month", "week", "day", "hour", "minute", "none"),
         fc.constantFrom<Anchor>("calendar", "subscription_start"),
         date,
         date,

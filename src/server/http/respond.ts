@@ -15,7 +15,10 @@ export function json(status: number, body: unknown, headers: Record<string, stri
 
 /** The answer for a MeterError: its status and `{ error: { code, message, ...details } }`, never a stack. */
 export function errorJson(err: MeterError, headers: Record<string, string> = {}): Response {
-  return json(err.status, err.toJSON(), headers);
+  // A limit that renews says when: HTTP's Retry-After, in seconds (RFC 9110 §10.2.3).
+  const retry: Record<string, string> =
+    err.code === "limit_reached" && typeof err.details.retryAfter === "number" ? { "retry-after": String(err.details.retryAfter) } : {};
+  return json(err.status, err.toJSON(), { ...retry, ...headers });
 }
 
 /**

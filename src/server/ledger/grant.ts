@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { assertAmount, assertId } from "../../core/amounts.js";
 import { MeterError } from "../../core/errors.js";
 import type { AdjustOptions, AdjustResult, GrantOptions, GrantResult } from "../../core/types.js";
-import { assertCounter } from "../config.js";
+import { assertCounter, refuseConcurrency } from "../config.js";
 import { fingerprint, metadataJson, optionalDate, optionalId, optionalString, strictObject } from "../validate.js";
 import { callLedger, type LedgerContext } from "./context.js";
 
@@ -16,6 +16,7 @@ export async function grant(
 ): Promise<GrantResult> {
   const user = assertId(userId, "userId");
   const counter = assertCounter(ctx.config, counterKey);
+  refuseConcurrency(ctx.config, counter, "grants");
   const n = assertAmount(amount, "amount");
   const o = strictObject(options, "", ["idempotencyKey", "expiresAt", "source", "metadata"]);
   const key = optionalId(o.idempotencyKey, "idempotencyKey");
@@ -41,6 +42,7 @@ export async function adjust(
 ): Promise<AdjustResult> {
   const user = assertId(userId, "userId");
   const counter = assertCounter(ctx.config, counterKey);
+  refuseConcurrency(ctx.config, counter, "adjustments");
   const d = assertAmount(delta, "delta", { allowNegative: true });
   const o = strictObject(options, "", ["reason", "idempotencyKey"]);
   const reason = optionalString(o.reason, "reason", 1000);

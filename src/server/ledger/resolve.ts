@@ -15,8 +15,14 @@ export async function commit(ctx: LedgerContext, reservationId: string, options?
   if (o.actual !== undefined && o.usage !== undefined) {
     throw new MeterError("invalid_request", "Pass either actual or usage, not both.", { field: "actual" });
   }
-  const actual = o.actual === undefined ? null : assertAmount(o.actual, "actual", { allowZero: true });
   const usage = o.usage === undefined ? null : JSON.stringify(tokenUsage(o.usage));
+  if (o.actual !== null && typeof o.actual === "object") {
+    // Per part of a multi-counter reservation: meter key (or counter key) → amount.
+    const actual: Record<string, number> = {};
+    for (const [k, v] of Object.entries(o.actual)) actual[assertId(k, "actual key")] = assertAmount(v, `actual.${k}`, { allowZero: true });
+    return callLedger<CommitResult>(ctx, "op_resolve_multi", [id, false, JSON.stringify(actual), usage]);
+  }
+  const actual = o.actual === undefined ? null : assertAmount(o.actual, "actual", { allowZero: true });
   return callLedger<CommitResult>(ctx, "op_resolve", [id, false, actual, usage]);
 }
 

@@ -2,7 +2,7 @@ import { assertAmount, assertId } from "../../core/amounts.js";
 import { MeterError } from "../../core/errors.js";
 import { fineCostOfTokens, priceOf } from "../../core/pricing.js";
 import type { TrackOptions, TrackResult } from "../../core/types.js";
-import { resolveMeter } from "../config.js";
+import { refuseConcurrency, resolveMeter } from "../config.js";
 import { fingerprint, metadataJson, optionalId, optionalString, strictObject } from "../validate.js";
 import { callLedger, type LedgerContext } from "./context.js";
 
@@ -20,6 +20,7 @@ export async function track(
 ): Promise<TrackResult> {
   const user = assertId(userId, "userId");
   const target = resolveMeter(ctx.config, meterKey);
+  refuseConcurrency(ctx.config, target.counter, "tracks");
   const n = assertAmount(amount, "amount");
   const o = strictObject(options, "", ["reservationId", "idempotencyKey", "model", "metadata"]);
   const key = optionalId(o.idempotencyKey, "idempotencyKey");

@@ -154,7 +154,7 @@ describe("multi-counter reservations", () => {
             }),
           );
           // Every hold row of a reservation has its parts' status: none resolved without the others.
-          const { rows } = await wide.internals.pool.query<{ n: string }>(
+          const { rows } = await internalsOf(wide).pool.query<{ n: string }>(
             `SELECT count(*) AS n FROM (SELECT group_id FROM meterkit.holds WHERE user_id = $1 AND group_id IS NOT NULL
              GROUP BY group_id HAVING count(DISTINCT status) > 1) x`,
             [user],

@@ -17,6 +17,18 @@ export const DIRECTIVE = '"use client";';
 const CLIENT_PACKAGES = /^(react|react-dom|@tanstack\/react-query|zustand)(\/|$)/;
 // JSX alone is not a client feature: a component without hooks renders on the server too.
 const SERVER_SAFE_PACKAGES = new Set(["react/jsx-runtime"]);
+// Nor is building elements: React's server build exports these, so a module that imports only
+// them from "react" (the messages' `fill`, used by formatAmount) stays server-safe.
+const SERVER_SAFE_REACT = new Set(["createElement", "Fragment", "isValidElement", "cloneElement", "Children"]);
+
+/** True when every `import { … } from "react"` of the module names only server-safe APIs. */
+function reactImportsAreServerSafe(code) {
+  const clauses = [...code.matchAll(/(?:^|\n)\s*import\s*([^"';]*?)\s*from\s*["']react["']/g)].map((m) => m[1]);
+  return clauses.every((c) => {
+    const named = /^\{([^}]*)\}$/.exec(c.trim());
+    return named !== null && named[1].split(",").map((n) => n.trim().split(/\s+as\s+/)[0]).filter(Boolean).every((n) => SERVER_SAFE_REACT.has(n));
+  });
+}
 
 /** Every `import … from "x"` / `export … from "x"` / bare `import "x"` specifier of a JS module. */
 export function importsOf(code) {
@@ -31,7 +43,11 @@ export function importsOf(code) {
 export function clientModules(dir) {
   const files = readdirSync(dir).filter((f) => f.endsWith(".js"));
   const deps = new Map(files.map((f) => [f, importsOf(readFileSync(join(dir, f), "utf8"))]));
-  const client = new Set(files.filter((f) => deps.get(f).some((s) => CLIENT_PACKAGES.test(s) && !SERVER_SAFE_PACKAGES.has(s))));
+  const client = new Set(
+    files.filter((f) =>
+      deps.get(f).some((s) => CLIENT_PACKAGES.test(s) && !SERVER_SAFE_PACKAGES.has(s) && !(s === "react" && reactImportsAreServerSafe(readFileSync(join(dir, f), "utf8")))),
+    ),
+  );
   // The barrel re-exports everything; it is the one module we keep server-safe regardless.
   for (let grew = true; grew; ) {
     grew = false;

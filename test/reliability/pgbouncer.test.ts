@@ -70,7 +70,8 @@ describe.skipIf(PGBOUNCER_MISSING !== null)("behind PgBouncer in transaction poo
     expect(a.remaining).toBe(600);
     const c = await meter.commit(a.reservationId, { actual: 250 });
     expect(c).toMatchObject({ committed: 250, refunded: 150 });
-    expect(await meter.commit(a.reservationId, { actual: 999 })).toEqual(c);
+    expect(await meter.commit(a.reservationId, { actual: 250 })).toEqual(c);
+    await expect(meter.commit(a.reservationId, { actual: 999 })).rejects.toMatchObject({ code: "conflict", details: { reason: "committed", result: c } });
     expect(await meter.release(b.reservationId)).toMatchObject({ released: 300 });
     expect((await meter.usage("pb-alice")).counters[0]).toMatchObject({ used: 250, held: 0, remaining: 750 });
     expect(await meter.audit("pb-alice")).toEqual([]);

@@ -234,6 +234,8 @@ BEGIN
     gb := giveback(c, -amt);
     amt := -(gb ->> 'applied')::bigint;
     draws := gb -> 'draws';
+    -- Credits given back to a grant are credits arriving: they pay open debts first.
+    IF draws <> '[]'::jsonb THEN PERFORM collect_debts(p_user, p_counter, NULL); END IF;
   END IF;
   IF h.id IS NOT NULL AND amt < 0 THEN
     UPDATE holds SET refunded = refunded - amt WHERE id = h.id;

@@ -1,6 +1,6 @@
 // A CommonJS project's Jest test (babel-jest turns this file into require() calls): the kit from
 // meterkit/react, driven by the fake meter from meterkit/testing.
-import { act, render, screen } from "@testing-library/react";
+import { act, render, screen, waitFor } from "@testing-library/react";
 import { BalanceBadge, MeterProvider } from "meterkit/react";
 import { counter, createFakeMeter, sampleUsage } from "meterkit/testing";
 
@@ -11,9 +11,13 @@ test("BalanceBadge shows the balance and follows the live stream", async () => {
       <BalanceBadge />
     </MeterProvider>,
   );
-  expect(await screen.findByText(/12,340 tokens/)).toBeTruthy();
+  // The visible text and the screen-reader announcement both carry the amount.
+  const badge = await screen.findByRole("status");
+  await waitFor(() => expect(badge.textContent).toMatch(/12,340 tokens left/));
+  expect(badge.getAttribute("data-state")).toBe("ok");
   await act(async () => fake.push(sampleUsage([counter({ used: 19_000 })], 2)));
-  expect(await screen.findByText(/1,000 tokens/)).toBeTruthy();
+  await waitFor(() => expect(badge.textContent).toMatch(/1,000 tokens left/));
+  expect(badge.getAttribute("data-state")).toBe("low");
 });
 
 test("meterkit/react was loaded as CommonJS", () => {

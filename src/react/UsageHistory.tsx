@@ -103,9 +103,11 @@ export const UsageHistory = forwardRef<HTMLElement, UsageHistoryProps>(function 
   };
   const failed = (showChart && history.isError) || (showEntries && entries.isError);
   const loading = (showChart && history.isPending) || (showEntries && entries.isPending);
+  // Retry everything not loaded yet: one query can fail while the other is still on its way
+  // (to the same failing server), and "Try again" must not leave that one behind.
   const retry = () => {
-    if (history.isError) void history.refetch();
-    if (entries.isError) void entries.refetch();
+    if (showChart && !history.isSuccess) void history.refetch();
+    if (showEntries && !entries.isSuccess) void entries.refetch();
   };
 
   let chart: ReactNode = null;

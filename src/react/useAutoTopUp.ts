@@ -1,30 +1,13 @@
 import { useMutation, useQuery, useQueryClient, type QueryClient } from "@tanstack/react-query";
 import { useCallback } from "react";
 import { useMeterContext } from "./context.js";
+import type { AutoTopUpPauseReason, AutoTopUpState, AutoTopUpStatus } from "../core/autoTopUp.js";
 
-/** Why auto top-up paused itself (the server's `pausedReason`). */
-export type AutoTopUpPauseReason = "card_declined" | "requires_action" | "no_payment_method" | "pack_unavailable" | "payment_failed";
-
+export type { AutoTopUpPauseReason };
 /** One counter's auto top-up (`GET /auto-top-up`). */
-export interface AutoTopUpCounterState {
-  counter: string;
-  enabled: boolean;
-  status: "off" | "active" | "paused";
-  packId: string;
-  threshold: number;
-  maxPerPeriod: number;
-  currency: string;
-  spentThisPeriod: number;
-  inFlight: boolean;
-  pausedReason: AutoTopUpPauseReason | null;
-  pausedMessage: string | null;
-}
-
+export type AutoTopUpCounterState = AutoTopUpState;
 /** `GET /auto-top-up`. */
-export interface AutoTopUpData {
-  paymentMethodSaved: boolean;
-  counters: AutoTopUpCounterState[];
-}
+export type AutoTopUpData = AutoTopUpStatus;
 
 /** The body of `PUT /auto-top-up`. */
 export interface AutoTopUpUpdate {

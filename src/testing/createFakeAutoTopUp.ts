@@ -1,17 +1,7 @@
+import type { AutoTopUpState } from "../core/autoTopUp.js";
+
 /** One counter's auto top-up, as `GET /auto-top-up` answers it. */
-export interface FakeAutoTopUpCounter {
-  counter: string;
-  enabled: boolean;
-  status: "off" | "active" | "paused";
-  packId: string;
-  threshold: number;
-  maxPerPeriod: number;
-  currency: string;
-  spentThisPeriod: number;
-  inFlight: boolean;
-  pausedReason: "card_declined" | "requires_action" | "no_payment_method" | "pack_unavailable" | "payment_failed" | null;
-  pausedMessage: string | null;
-}
+export type FakeAutoTopUpCounter = AutoTopUpState;
 
 export interface FakeAutoTopUpOptions {
   /** Whether a card is saved. Default true. */

@@ -1,3 +1,6 @@
+import type { AutoTopUpPauseReason, AutoTopUpState, AutoTopUpStatus } from "../../core/autoTopUp.js";
+
+export type { AutoTopUpPauseReason, AutoTopUpState, AutoTopUpStatus };
 /** `createMeter({ autoTopUp })`: how the auto top-up worker runs. Needs `stripe` with packs. */
 export interface AutoTopUpOptions {
   /**
@@ -30,38 +33,8 @@ export interface AutoTopUpSettingsInput {
   maxPerPeriod?: number;
 }
 
-/** Why auto top-up paused itself. The user fixes it by saving a card again (or turning it back on). */
-export type AutoTopUpPauseReason =
-  | "card_declined"
-  | "requires_action"
-  | "no_payment_method"
-  | "pack_unavailable"
-  | "payment_failed";
 
-/** The auto top-up state of one counter (the `GET /auto-top-up` wire shape). */
-export interface AutoTopUpState {
-  counter: string;
-  enabled: boolean;
-  /** `off` (not enabled), `active`, or `paused` (see `pausedReason`). */
-  status: "off" | "active" | "paused";
-  packId: string;
-  threshold: number;
-  maxPerPeriod: number;
-  currency: string;
-  /** Charged automatically so far in the current period (minor units). */
-  spentThisPeriod: number;
-  /** A charge armed or under way. */
-  inFlight: boolean;
-  pausedReason: AutoTopUpPauseReason | null;
-  /** Stripe's (or meterkit's) message for the pause, to show the user. */
-  pausedMessage: string | null;
-}
 
-/** `GET /auto-top-up`: whether a card is saved, and each counter's settings. */
-export interface AutoTopUpStatus {
-  paymentMethodSaved: boolean;
-  counters: AutoTopUpState[];
-}
 
 /** Options of one `meter.autoTopUp.run()`. */
 export interface RunAutoTopUpOptions {

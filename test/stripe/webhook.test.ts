@@ -94,6 +94,22 @@ describe("granting", () => {
     expect(await t.meter.audit("buyer")).toEqual([]);
   });
 
+  test("a granted pack is announced to live streams at once (not left to the next heartbeat)", async () => {
+    const listener = await internalsOf(t.meter).pool.connect();
+    try {
+      const heard: string[] = [];
+      listener.on("notification", (n) => heard.push(n.payload ?? ""));
+      await listener.query(`LISTEN "${internalsOf(t.meter).channel}"`);
+      await t.deliver(stripeEvent("checkout.session.completed", paidSession("announced")));
+      const deadline = Date.now() + 2_000;
+      while (!heard.includes("announced") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(heard).toContain("announced");
+    } finally {
+      await listener.query("UNLISTEN *").catch(() => {});
+      listener.release();
+    }
+  });
+
   test("an unpaid completion (delayed payment method) grants nothing until async_payment_succeeded", async () => {
     const session = paidSession("delayed", { paymentStatus: "unpaid" });
     expect(await t.deliver(stripeEvent("checkout.session.completed", session))).toEqual({ received: true, ignored: true });

@@ -100,7 +100,7 @@ async function grantSession(
     "grt_" + randomUUID().replace(/-/g, ""),
     "debt_" + randomUUID().replace(/-/g, ""),
     JSON.stringify(metadata),
-  ]);
+  ], pack.userId); // the grant's result names no user: announce the buyer so open balances tick now
   return res.duplicate ? { received: true, duplicate: true } : { received: true };
 }
 

@@ -202,6 +202,12 @@ test(`concurrent packs, refunds, disputes, grants and usage across restarts and 
         m.now = at;
         const planned = plans.get(u)!;
         const byId = new Map(planned.map((c) => [c.op, c]));
+        /** The planned call an entry names, which must be of `kind`. */
+        const call = <K extends Call["kind"]>(op: string | null, kind: K): Extract<Call, { kind: K }> => {
+          const c = op === null ? undefined : byId.get(op);
+          if (c?.kind !== kind) throw new Error(`an entry names ${op}, which is no ${kind} of this round`);
+          return c as Extract<Call, { kind: K }>;
+        };
         const entries = await newEntries(d.meter, u, s.lastEntry);
         if (entries.length > 0) s.lastEntry = entries[entries.length - 1]!.id;
         const seen = new Set<string>();
@@ -212,22 +218,19 @@ test(`concurrent packs, refunds, disputes, grants and usage across restarts and 
           const opId = typeof head.metadata?.op === "string" ? head.metadata.op : null;
           const settled = rest.filter((e) => e.kind === "settle").reduce((t, e) => t + e.amount, 0);
           if (head.kind === "track") {
-            const c = byId.get(opId!)!;
-            expect(c.kind).toBe("track");
+            const c = call(opId, "track");
             expect(head.amount).toBe(c.amount);
             m.track(c.amount);
             seen.add(c.op);
           } else if (head.kind === "refund") {
-            const c = byId.get(opId!)!;
-            expect(c.kind).toBe("refund");
+            const c = call(opId, "refund");
             const back = m.refund(c.amount);
             expect(Math.abs(head.amount)).toBe(back);
             expect(0 - (byOp.get(c.op) as { amount: number }).amount).toBe(back);
             seen.add(c.op);
           } else if (head.kind === "grant" && head.metadata?.source === "manual") {
             // A grant's entry names its grant id (the call's metadata stays on the grant).
-            const c = planned.find((x) => x.kind === "grant" && (byOp.get(x.op) as { grantId: string }).grantId === head.grantId)!;
-            expect(c.kind).toBe("grant");
+            const c = call(planned.find((x) => x.kind === "grant" && (byOp.get(x.op) as { grantId: string }).grantId === head.grantId)?.op ?? null, "grant");
             const paid = m.grant(head.grantId!, c.amount, null);
             expect(settled).toBe(paid);
             expect((byOp.get(c.op) as { debtPaid?: number }).debtPaid ?? 0).toBe(paid);
@@ -288,7 +291,7 @@ test(`concurrent packs, refunds, disputes, grants and usage across restarts and 
       await d.pool.end();
     }
   }
-  recordFigures("money rules under concurrency and restarts", { rounds: ROUNDS, calls, clawbacks, debts, debtCollections: collections, overtaken });
+  recordFigures("money rules under concurrency and restarts", { operations: calls, violations: 0, rounds: ROUNDS, clawbacks, debts, debtCollections: collections, overtaken });
   // The run really exercised what it claims.
   expect(overtaken).toBeGreaterThan(0);
   expect(clawbacks).toBeGreaterThan(5);

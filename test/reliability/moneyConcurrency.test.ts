@@ -83,7 +83,7 @@ async function deploy(at: number): Promise<{ meter: Meter; pool: pg.Pool; delive
 type Call =
   | { kind: "track"; op: string; amount: number }
   | { kind: "refund"; op: string; amount: number }
-  | { kind: "grant"; op: string; amount: number }
+  | { kind: "grant"; op: string; amount: number; expiresAt: number }
   | { kind: "buy"; op: string; pi: string; credits: number; paid: number; session: ReturnType<typeof paidSession> }
   | { kind: "clawback"; op: string; pi: string; refunded: number; disputed: number; event: object };
 
@@ -97,7 +97,10 @@ function plan(user: string, s: UserState, round: number, r: ReturnType<typeof rn
   const op = () => `${user}-r${round}-${n++}`;
   for (let i = r.int(3, 6); i > 0; i--) calls.push({ kind: "track", op: op(), amount: r.int(40, 700) });
   for (let i = r.int(1, 2); i > 0; i--) calls.push({ kind: "refund", op: op(), amount: r.int(20, 400) });
-  if (r.next() < 0.5) calls.push({ kind: "grant", op: op(), amount: r.int(50, 600) });
+  // Credits of one expiry are spent oldest first, and "oldest" is the database clock, which is
+  // the same for the whole round here: a round's promotional grant expires (in 200 days, so
+  // after every later round's) to keep the order of spending defined. One pack per round.
+  if (r.next() < 0.5) calls.push({ kind: "grant", op: op(), amount: r.int(50, 600), expiresAt: START + (round + 200) * 86_400_000 });
   if (r.next() < 0.8) {
     const credits = r.int(400, 1500);
     const paid = r.int(200, 2000);
@@ -132,7 +135,7 @@ async function start(meter: Meter, deliver: (e: object) => Promise<unknown>, use
     case "refund":
       return [c.op, await meter.track(user, "llm.tokens.refund", c.amount, { metadata: { op: c.op } })];
     case "grant":
-      return [c.op, await meter.grant(user, "tokens", c.amount, { metadata: { op: c.op } })];
+      return [c.op, await meter.grant(user, "tokens", c.amount, { expiresAt: new Date(c.expiresAt), metadata: { op: c.op } })];
     case "buy":
       return [c.op, await deliver(stripeEvent("checkout.session.completed", c.session))];
     case "clawback":
@@ -152,26 +155,6 @@ async function newEntries(meter: Meter, user: string, after: string | null): Pro
     before = page[page.length - 1]!.id;
   }
   return all.reverse();
-}
-
-/**
- * Splits entries into the operations that wrote them. One user's transactions run one at a time
- * under the lock, so an operation's entries are contiguous: a head entry (usage, refund, grant,
- * clawback or debt) and what follows it (the debts it paid).
- */
-function operations(entries: LedgerEntry[]): Array<{ head: LedgerEntry; rest: LedgerEntry[] }> {
-  const ops: Array<{ head: LedgerEntry; rest: LedgerEntry[] }> = [];
-  for (const e of entries) {
-    const last = ops[ops.length - 1];
-    // A refund's debt follows its clawback entry in the same operation.
-    const sameClawback =
-      e.kind === "debt" && last?.head.kind === "clawback" && last.rest.length === 0 && last.head.metadata?.paymentIntent === e.metadata?.paymentIntent;
-    if (e.kind === "settle" || sameClawback) {
-      expect(last, `entry ${e.id} (${e.kind}) belongs to no operation`).toBeDefined();
-      last!.rest.push(e);
-    } else ops.push({ head: e, rest: [] });
-  }
-  return ops;
 }
 
 test(`concurrent packs, refunds, disputes, grants and usage across restarts and month rollovers match the reference model in the ledger's own order (seed ${SEED})`, async () => {
@@ -211,58 +194,93 @@ test(`concurrent packs, refunds, disputes, grants and usage across restarts and 
         const entries = await newEntries(d.meter, u, s.lastEntry);
         if (entries.length > 0) s.lastEntry = entries[entries.length - 1]!.id;
         const seen = new Set<string>();
-        // Clawback operations wrote their entries in the order the ledger applied them; the
-        // model learns the cumulative amounts from the event the entry's target matches.
-        const clawbackTarget = new Map<string, number>();
-        for (const { head, rest } of operations(entries)) {
+        // One user's transactions run one at a time under the lock, so an operation's entries
+        // are contiguous among the user's: a head (usage, refund, grant, clawback or debt) and
+        // the debts it paid (`settle`). A usage refund writes its settlements first (the credits
+        // it gives back pay debts) and its own entry last. How much each operation paid is the
+        // model's answer: the settlements must add up to exactly that.
+        let i = 0;
+        /** Consumes the settlements that follow, adding up to `amount`; returns their sum. */
+        const settlements = (amount: number) => {
+          let sum = 0;
+          while (sum < amount && entries[i]?.kind === "settle") sum += entries[i++]!.amount;
+          return sum;
+        };
+        while (i < entries.length) {
+          const head = entries[i]!;
           const opId = typeof head.metadata?.op === "string" ? head.metadata.op : null;
-          const settled = rest.filter((e) => e.kind === "settle").reduce((t, e) => t + e.amount, 0);
-          if (head.kind === "track") {
+          if (head.kind === "settle") {
+            // A usage refund's settlements: its refund entry follows them.
+            const owed = m.debt();
+            let sum = 0;
+            while (entries[i]?.kind === "settle") sum += entries[i++]!.amount;
+            const r = entries[i];
+            expect(r?.kind, `settlements before entry ${r?.id} belong to no usage refund`).toBe("refund");
+            const c = call(typeof r!.metadata?.op === "string" ? r!.metadata.op : null, "refund");
+            const back = m.refund(c.amount);
+            expect(Math.abs(r!.amount)).toBe(back);
+            expect(0 - (byOp.get(c.op) as { amount: number }).amount).toBe(back);
+            expect(sum).toBe(owed - m.debt());
+            collections++;
+            seen.add(c.op);
+            i++;
+          } else if (head.kind === "track") {
             const c = call(opId, "track");
             expect(head.amount).toBe(c.amount);
             m.track(c.amount);
             seen.add(c.op);
+            i++;
           } else if (head.kind === "refund") {
             const c = call(opId, "refund");
+            const owed = m.debt();
             const back = m.refund(c.amount);
             expect(Math.abs(head.amount)).toBe(back);
             expect(0 - (byOp.get(c.op) as { amount: number }).amount).toBe(back);
+            expect(m.debt()).toBe(owed); // it paid nothing, or its settlements would precede it
             seen.add(c.op);
-          } else if (head.kind === "grant" && head.metadata?.source === "manual") {
-            // A grant's entry names its grant id (the call's metadata stays on the grant).
-            const c = call(planned.find((x) => x.kind === "grant" && (byOp.get(x.op) as { grantId: string }).grantId === head.grantId)?.op ?? null, "grant");
-            const paid = m.grant(head.grantId!, c.amount, null);
-            expect(settled).toBe(paid);
-            expect((byOp.get(c.op) as { debtPaid?: number }).debtPaid ?? 0).toBe(paid);
-            if (paid > 0) collections++;
-            seen.add(c.op);
+            i++;
           } else if (head.kind === "grant") {
-            const c = planned.find((x) => x.kind === "buy" && x.session.id === head.metadata?.sessionId);
-            expect(c, `grant entry ${head.id} comes from no purchase of this round: ${JSON.stringify(head)}`).toBeDefined();
-            if (c?.kind !== "buy") continue;
-            expect(seen.has(c.op)).toBe(false);
-            const paid = m.buy(c.pi, c.credits, c.paid);
-            expect(settled).toBe(paid);
+            i++;
+            let paid: number;
+            let op: string;
+            if (head.metadata?.source === "manual") {
+              // A grant's entry names its grant id (the call's metadata stays on the grant).
+              const c = call(planned.find((x) => x.kind === "grant" && (byOp.get(x.op) as { grantId: string }).grantId === head.grantId)?.op ?? null, "grant");
+              paid = m.grant(head.grantId!, c.amount, c.expiresAt - m.now);
+              expect((byOp.get(c.op) as { debtPaid?: number }).debtPaid ?? 0).toBe(paid);
+              op = c.op;
+            } else {
+              const c = call(planned.find((x) => x.kind === "buy" && x.session.id === head.metadata?.sessionId)?.op ?? null, "buy");
+              expect(head.amount).toBe(c.credits);
+              paid = m.buy(c.pi, c.credits, c.paid);
+              op = c.op;
+            }
+            expect(seen.has(op), `${op} credited twice`).toBe(false);
+            expect(settlements(paid)).toBe(paid);
             if (paid > 0) collections++;
-            seen.add(c.op);
+            seen.add(op);
           } else if (head.kind === "clawback" || head.kind === "debt") {
+            i++;
             const pi = String(head.metadata?.paymentIntent);
-            const taken = head.amount + rest.filter((e) => e.kind === "debt").reduce((t, e) => t + e.amount, 0);
-            const target = (clawbackTarget.get(pi) ?? m.packs.get(pi)!.clawed) + taken;
-            clawbackTarget.set(pi, target);
+            let written = head.kind === "debt" ? head.amount : 0;
+            // The debt a clawback leaves follows its clawback entry.
+            if (head.kind === "clawback" && entries[i]?.kind === "debt" && entries[i]!.metadata?.paymentIntent === pi) written = entries[i++]!.amount;
             const p = m.packs.get(pi)!;
-            // The event whose cumulative refund + dispute gives this target (events of one pack
-            // in one round have distinct targets).
-            const c = planned.find(
-              (x) => x.kind === "clawback" && x.pi === pi && Math.min(p.credits, Math.ceil((p.credits * Math.min(p.paid, x.refunded + x.disputed)) / p.paid)) === target,
+            const target = p.clawed + head.amount + (head.kind === "clawback" ? written : 0);
+            // The event whose cumulative refund + dispute gives this target (the events of one
+            // pack in one round have distinct targets).
+            const c = call(
+              planned.find((x) => x.kind === "clawback" && x.pi === pi && Math.min(p.credits, Math.ceil((p.credits * Math.min(p.paid, x.refunded + x.disputed)) / p.paid)) === target)?.op ?? null,
+              "clawback",
             );
-            expect(c, `clawback to ${target} of ${pi} matches no event of this round`).toBeDefined();
-            if (c?.kind !== "clawback") continue;
+            const owed = m.debt();
             const debt = m.clawback(pi, c.refunded, c.disputed);
-            expect(rest.filter((e) => e.kind === "debt").reduce((t, e) => t + e.amount, 0) + (head.kind === "debt" ? head.amount : 0)).toBe(debt);
+            expect(written).toBe(debt);
+            const paid = owed + debt - m.debt();
+            expect(settlements(paid)).toBe(paid);
             clawbacks++;
             if (debt > 0) debts++;
-            if (settled > 0) collections++;
+            if (paid > 0) collections++;
             seen.add(c.op);
           } else {
             throw new Error(`unexpected entry ${head.kind} ${head.id}`);

@@ -424,3 +424,169 @@ BEGIN
     'released', CASE WHEN p_release THEN (SELECT sum((v ->> 'released')::bigint) FROM jsonb_each(parts) e(k, v)) END))
     || jsonb_build_object('remaining', (SELECT min((v ->> 'remaining')::bigint) FROM jsonb_each(parts) e(k, v)), 'parts', parts);
 END $$;
+
+-- Usage without a hold, or a refund: every rule of 0020 (a refund naming a reservation must be
+-- one of this user's committed holds on this counter and gives back at most what it committed
+-- less earlier refunds; overage 'reject' refuses with retryAfter; credits given back to grants
+-- pay open debts first). Usage the allowance covers is one UPDATE; grants, refunds and priced
+-- amounts take the helpers of 0004.
+CREATE OR REPLACE FUNCTION op_track(p_user text, p_counter text, p_meter text, p_amount bigint, p_fine numeric,
+                         p_key text, p_fingerprint text, p_hold_id text, p_model text, p_metadata jsonb) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+  now_ timestamptz := clock();
+  c ctx;
+  started timestamptz;
+  custom jsonb;
+  g_key text;
+  g_quota bigint;
+  g_period text;
+  g_anchor text;
+  locked text;
+  b_used bigint;
+  b_ufg bigint;
+  grants_left bigint;
+  held bigint;
+  n_open bigint;
+  stale boolean;
+  prior idempotency;
+  amt bigint := p_amount;
+  avail bigint;
+  draws jsonb := '[]';
+  from_grants bigint;
+  gb jsonb;
+  h holds;
+  refund boolean := p_meter LIKE '%.refund';
+  res jsonb;
+BEGIN
+  -- 1. Context (as in op_reserve).
+  SELECT sub.plan_id, sub.started_at, sub.custom_limits, lg.key, lg.unit, lg.quota, lg.period, lg.anchor, lg.overage, lg.kind
+    INTO c.plan_id, started, custom, g_key, c.unit, g_quota, g_period, g_anchor, c.overage, c.kind
+  FROM subscriptions sub
+  LEFT JOIN limit_groups lg ON lg.plan_id = sub.plan_id AND lg.key = p_counter
+  WHERE sub.user_id = p_user;
+  IF g_key IS NULL THEN
+    c := context(p_user, p_counter);
+  ELSE
+    c.user_id := p_user;
+    c.counter_key := p_counter;
+    c.quota := CASE WHEN custom -> p_counter ? 'quota' THEN (custom -> p_counter ->> 'quota')::bigint ELSE g_quota END;
+    IF g_period = 'none' THEN
+      c.period_start := '-infinity'; c.period_end := 'infinity';
+    ELSIF g_anchor = 'calendar' THEN
+      c.period_start := date_trunc(g_period, now_ AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+      c.period_end := (date_trunc(g_period, now_ AT TIME ZONE 'UTC') + ('1 ' || g_period)::interval) AT TIME ZONE 'UTC';
+    ELSE
+      SELECT b.period_start, b.period_end INTO c.period_start, c.period_end FROM period_bounds(g_period, g_anchor, started, now_) b;
+    END IF;
+  END IF;
+  -- 2. The lock.
+  locked := set_config('lock_timeout', coalesce(current_setting('meterkit.lock_timeout', true), '5s'), true)
+         || pg_advisory_xact_lock(('x' || left(md5(current_schema() || chr(31) || p_user || chr(31) || p_counter), 16))::bit(64)::bigint)::text;
+  -- 3. Under the lock: grants valid now.
+  SELECT b.used, b.used_from_grants,
+         (SELECT coalesce(sum(g.remaining), 0) FROM grants g
+          WHERE g.user_id = p_user AND g.counter_key = p_counter AND (g.expires_at IS NULL OR g.expires_at > now_)),
+         o.held, o.n, o.stale
+    INTO b_used, b_ufg, grants_left, held, n_open, stale
+  FROM (SELECT coalesce(sum(x.amount) FILTER (WHERE x.expires_at > now_), 0) AS held,
+               count(*) FILTER (WHERE x.expires_at > now_) AS n,
+               coalesce(bool_or(x.expires_at <= now_), false) AS stale
+        FROM holds x WHERE x.user_id = p_user AND x.counter_key = p_counter AND x.status = 'open') o
+  LEFT JOIN balances b ON b.user_id = p_user AND b.counter_key = p_counter AND b.period_start = c.period_start;
+  -- 4. As enter() of 0001.
+  IF stale THEN
+    WITH ex AS (
+      UPDATE holds SET status = 'expired', resolved_at = expires_at,
+        result = jsonb_build_object('reservationId', id, 'userId', user_id, 'status', 'expired', 'expired', amount)
+      WHERE user_id = p_user AND counter_key = p_counter AND status = 'open' AND expires_at <= now_
+      RETURNING id, amount, meter_key
+    )
+    INSERT INTO entries (user_id, counter_key, kind, amount, hold_id, meter_key)
+    SELECT p_user, p_counter, 'expire', amount, id, meter_key FROM ex;
+  END IF;
+  IF b_used IS NULL THEN
+    INSERT INTO balances (user_id, counter_key, period_start, period_end)
+    VALUES (p_user, p_counter, c.period_start, c.period_end) ON CONFLICT DO NOTHING;
+    b_used := 0; b_ufg := 0;
+  END IF;
+  -- 5. Replay, then the rules of 0020.
+  IF p_key IS NOT NULL THEN
+    SELECT * INTO prior FROM idempotency WHERE user_id = p_user AND key = p_key;
+    IF FOUND THEN
+      IF prior.fingerprint <> p_fingerprint THEN
+        PERFORM fail('conflict', format('Idempotency key %s was already used with different arguments.', p_key), jsonb_build_object('idempotencyKey', p_key));
+      END IF;
+      RETURN prior.result;
+    END IF;
+  END IF;
+  IF refund AND p_hold_id IS NOT NULL THEN
+    -- Checked before anything is written (round_fine moves the carry).
+    SELECT * INTO h FROM holds WHERE id = p_hold_id AND user_id = p_user;
+    IF NOT FOUND THEN
+      PERFORM fail('not_found', format('Unknown reservation %s for user %s.', p_hold_id, p_user),
+        jsonb_build_object('reservationId', p_hold_id, 'field', 'reservationId'));
+    END IF;
+    IF h.counter_key <> p_counter THEN
+      PERFORM fail('conflict', format('Reservation %s is on counter %s, not %s.', p_hold_id, h.counter_key, p_counter),
+        jsonb_build_object('reservationId', p_hold_id, 'reason', 'other_counter', 'counter', h.counter_key));
+    END IF;
+    IF h.status <> 'committed' THEN
+      PERFORM fail('conflict', format('Reservation %s is %s: only a committed reservation can be refunded.', p_hold_id, h.status),
+        jsonb_build_object('reservationId', p_hold_id, 'reason', h.status));
+    END IF;
+  END IF;
+  IF p_fine IS NOT NULL THEN amt := round_fine(c, p_fine); END IF;
+  IF h.id IS NOT NULL AND amt < 0 THEN
+    amt := -least(-amt, greatest((h.result ->> 'committed')::bigint - h.refunded, 0));
+  END IF;
+  -- available(c) of 0020, from the read of step 3.
+  avail := CASE WHEN c.quota IS NULL THEN NULL
+                WHEN c.kind = 'concurrency' THEN c.quota - n_open
+                ELSE greatest(0, c.quota - (b_used - b_ufg)) + grants_left - held END;
+  IF amt > 0 THEN
+    IF c.overage = 'reject' AND avail < amt THEN
+      PERFORM fail('limit_reached', format('Limit reached on %s: %s required, %s left.', p_counter, amt, greatest(avail, 0)),
+        jsonb_strip_nulls(jsonb_build_object('counter', p_counter, 'remaining', greatest(avail, 0), 'required', amt,
+                                             'retryAfter', retry_after(c, amt))));
+    END IF;
+    -- draw() of 0004 (see op_resolve).
+    IF b_used::numeric + amt > 9007199254740991 THEN
+      PERFORM fail_unsafe('this period''s usage', 'amount');
+    END IF;
+    IF c.quota IS NULL OR amt <= greatest(0, c.quota - (b_used - b_ufg)) OR grants_left = 0 THEN
+      UPDATE balances SET used = used + amt
+      WHERE user_id = p_user AND counter_key = p_counter AND period_start = c.period_start;
+      from_grants := 0;
+    ELSE
+      draws := draw(c, amt);
+      from_grants := (SELECT coalesce(sum((d ->> 'amount')::bigint), 0) FROM jsonb_array_elements(draws) d);
+    END IF;
+    b_used := b_used + amt;
+    b_ufg := b_ufg + from_grants;
+    grants_left := grants_left - from_grants;
+    avail := CASE WHEN c.quota IS NULL THEN NULL
+                  WHEN c.kind = 'concurrency' THEN c.quota - n_open
+                  ELSE greatest(0, c.quota - (b_used - b_ufg)) + grants_left - held END;
+  ELSIF amt < 0 THEN
+    gb := giveback(c, -amt);
+    amt := -(gb ->> 'applied')::bigint;
+    draws := gb -> 'draws';
+    -- Credits given back to a grant are credits arriving: they pay open debts first.
+    IF draws <> '[]'::jsonb THEN PERFORM collect_debts(p_user, p_counter, NULL); END IF;
+  END IF;
+  IF h.id IS NOT NULL AND amt < 0 THEN
+    UPDATE holds SET refunded = refunded - amt WHERE id = h.id AND user_id = p_user;
+  END IF;
+  INSERT INTO entries (user_id, counter_key, kind, amount, period_start, from_grants, hold_id, meter_key, model, metadata)
+  VALUES (p_user, p_counter, CASE WHEN amt < 0 OR refund THEN 'refund' ELSE 'track' END,
+          amt, c.period_start, draws, p_hold_id, p_meter, p_model, p_metadata);
+  -- remaining_of(c) of 0004: after a give-back, read again (grants and debts moved).
+  res := jsonb_build_object('amount', amt, 'counter', p_counter,
+    'remaining', CASE WHEN amt < 0 THEN remaining_of(c) WHEN c.quota IS NULL THEN NULL ELSE greatest(avail, 0) END);
+  IF p_key IS NOT NULL THEN
+    INSERT INTO idempotency (user_id, key, fingerprint, result) VALUES (p_user, p_key, p_fingerprint, res);
+  END IF;
+  RETURN res;
+END $$;

@@ -4,10 +4,12 @@
  *
  * Starts its own embedded PostgreSQL (fsync on) with pg_stat_statements (track = all), builds
  * two schemas (migrations up to 0020, and all of them), and runs each operation N times on one
- * connection over 10,000 users: statements executed (top level + nested), µs inside Postgres
- * (pg_stat_statements, top-level), µs seen by Node, WAL bytes / records / full-page images per
+ * connection over 10,000 users: statements executed (top level + nested), CPU µs of the serving
+ * backend (/proc schedstat: includes parse, plan, commit; barely moved by load elsewhere), wall
+ * µs inside Postgres (pg_stat_statements, top-level), µs seen by Node, WAL bytes / records / full-page images per
  * operation, and rows written per table (inserts, updates, of which HOT).
  */
+import { readFileSync } from "node:fs";
 import pg from "pg";
 import { createMeter, type Meter } from "../src/server/index.js";
 import { migrationFiles } from "../src/server/migrate.js";
@@ -39,11 +41,19 @@ interface Cost {
   op: string;
   statements: number;
   pgUs: number;
+  cpuUs: number;
   nodeUs: number;
   walBytes: number;
   walRecords: number;
   walFpi: number;
   rows: string;
+}
+
+/** CPU time the backend serving `application_name` has used, in ns (/proc/<pid>/schedstat): unlike wall time, load elsewhere barely moves it. */
+async function backendCpuNs(admin: pg.Pool, app: string): Promise<number> {
+  const { rows } = await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = $1", [app]);
+  if (rows.length !== 1) throw new Error(`expected one backend for ${app}, found ${rows.length}`);
+  return Number(readFileSync(`/proc/${rows[0]!.pid}/schedstat`, "utf8").split(" ")[0]);
 }
 
 async function measure(admin: pg.Pool, schema: string, op: string, run: (i: number) => Promise<unknown>): Promise<Cost> {
@@ -58,9 +68,11 @@ async function measure(admin: pg.Pool, schema: string, op: string, run: (i: numb
     );
   const before = await tables();
   await admin.query("SELECT pg_stat_statements_reset()");
+  const cpu0 = await backendCpuNs(admin, schema);
   const t0 = performance.now();
   for (let i = 0; i < N; i++) await run(i);
   const nodeUs = ((performance.now() - t0) * 1000) / N;
+  const cpuUs = (await backendCpuNs(admin, schema) - cpu0) / 1000 / N;
   await new Promise((r) => setTimeout(r, 1200));
   const s = (
     await admin.query<{ top_calls: string; top_ms: string; nested: string; wal_bytes: string; wal_records: string; wal_fpi: string }>(
@@ -87,6 +99,7 @@ async function measure(admin: pg.Pool, schema: string, op: string, run: (i: numb
     op,
     statements: Number(s.nested) / calls,
     pgUs: (Number(s.top_ms) * 1000) / calls,
+    cpuUs,
     nodeUs,
     walBytes: Number(s.wal_bytes) / calls,
     walRecords: Number(s.wal_records) / calls,
@@ -97,7 +110,7 @@ async function measure(admin: pg.Pool, schema: string, op: string, run: (i: numb
 
 async function profile(url: string, admin: pg.Pool, schema: string, maxId: number): Promise<Cost[]> {
   await migrateUpTo(admin, schema, maxId);
-  const meter: Meter = createMeter({ database: url, plans: PLANS, schema, poolSize: 1, sweepInterval: 0 });
+  const meter: Meter = createMeter({ database: `${url}?application_name=${schema}`, plans: PLANS, schema, poolSize: 1, sweepInterval: 0 });
   try {
     await meter.reservation("sync"); // syncs the plans (first use)
     await admin.query(`INSERT INTO ${schema}.subscriptions (user_id, plan_id, started_at)
@@ -148,11 +161,11 @@ try {
   console.log(`# ledger cost per operation — ${new Date().toISOString()} — ${N} ops each, one connection, fsync on, load ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
   const before = await profile(db.url, admin, "cost_before", 29);
   const after = await profile(db.url, admin, "cost_after", 9999);
-  console.log("| operation | statements | µs in Postgres | µs from Node | WAL bytes | WAL records | FPI | rows written per op |");
-  console.log("|---|---|---|---|---|---|---|---|");
+  console.log("| operation | statements | backend CPU µs | µs in Postgres | µs from Node | WAL bytes | WAL records | FPI | rows written per op |");
+  console.log("|---|---|---|---|---|---|---|---|---|");
   for (let i = 0; i < before.length; i++) {
     for (const [label, c] of [["before", before[i]!], ["after", after[i]!]] as const) {
-      console.log(`| ${c.op} (${label}) | ${c.statements.toFixed(1)} | ${c.pgUs.toFixed(0)} | ${c.nodeUs.toFixed(0)} | ${c.walBytes.toFixed(0)} | ${c.walRecords.toFixed(1)} | ${c.walFpi.toFixed(2)} | ${c.rows} |`);
+      console.log(`| ${c.op} (${label}) | ${c.statements.toFixed(1)} | ${c.cpuUs.toFixed(0)} | ${c.pgUs.toFixed(0)} | ${c.nodeUs.toFixed(0)} | ${c.walBytes.toFixed(0)} | ${c.walRecords.toFixed(1)} | ${c.walFpi.toFixed(2)} | ${c.rows} |`);
     }
   }
   console.log(`load after: ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);

@@ -9,8 +9,17 @@
 -- Functions keep the meter's schema through `SET search_path FROM CURRENT`. pg_temp goes last
 -- explicitly: left out, it is searched FIRST for tables, so a caller's temporary table named
 -- `holds` would shadow ours. Every operation now has one such frame instead of ~15.
-DO $$ BEGIN
+-- migrate() sets it so from 0030 on; the functions of 0001–0020 get it here.
+DO $$
+DECLARE
+  f regprocedure;
+BEGIN
   EXECUTE format('SET LOCAL search_path TO %I, pg_catalog, pg_temp', current_schema());
+  FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
+           WHERE p.pronamespace = current_schema()::regnamespace
+             AND EXISTS (SELECT 1 FROM unnest(p.proconfig) s WHERE s LIKE 'search\_path=%') LOOP
+    EXECUTE format('ALTER FUNCTION %s SET search_path = %I, pg_catalog, pg_temp', f, current_schema());
+  END LOOP;
 END $$;
 
 -- ---------------------------------------------------------------------------------------

@@ -122,15 +122,27 @@ export function ident(name: string): string {
 }
 
 /**
+ * Pools whose named statements failed: behind a pooler in transaction mode that does not track
+ * them (PgBouncer before 1.21, or without `max_prepared_statements`), a statement prepared on
+ * one server connection is missing on the next.
+ */
+const UNNAMED = new WeakSet<pg.Pool>();
+/** "prepared statement does not exist" / "already exists": answered before anything runs. */
+const LOST_STATEMENT = new Set(["26000", "42P05"]);
+
+/**
  * Runs one statement on a pooled connection. Unlike `pool.query`, a statement that fails for
  * a ledger rule (conflict, not_found, limit_reached…) gives its connection back for reuse;
  * only a broken connection is discarded. Errors come back as MeterErrors. Both steps are
  * bounded (the pool's timeouts, see {@link boundsOf}), also on a pool the app passed in:
  * waiting for a connection past `connect`, or for an answer past `statement`, is
- * `unavailable`, and a connection that timed out is discarded, never reused.
+ * `unavailable`, and a connection that timed out is discarded, never reused. With `name`, the
+ * statement is prepared once per connection and then only bound and run (no parse and plan per
+ * call); a pool where that fails (see {@link UNNAMED}) retries once unnamed and stays unnamed.
  */
-export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, text: string, values: unknown[], name?: string): Promise<pg.QueryResult<R>> {
   const bounds = boundsOf(pool);
+  const named = name !== undefined && !UNNAMED.has(pool);
   let client: pg.PoolClient;
   try {
     client = await connectWithin(pool, bounds.connect);
@@ -142,7 +154,7 @@ export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, text: st
   // (below) is what the caller gets.
   client.on("error", ignoreSocketError);
   // pg reads `query_timeout` per query too (its types only list it on the client config).
-  const bounded: pg.QueryConfig & { query_timeout: number } = { text, values, query_timeout: bounds.statement };
+  const bounded: pg.QueryConfig & { query_timeout: number } = { text, values, query_timeout: bounds.statement, ...(named ? { name } : {}) };
   try {
     const result = await client.query<R>(bounded);
     client.removeListener("error", ignoreSocketError);
@@ -150,6 +162,14 @@ export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, text: st
     return result;
   } catch (err) {
     client.removeListener("error", ignoreSocketError);
+    if (named && LOST_STATEMENT.has((err as { code?: unknown } | null)?.code as string)) {
+      // A pooler that moves a session's statements between server connections: nothing ran.
+      // This connection's record of what it prepared is wrong now, so it goes; this pool
+      // sends unnamed statements from now on.
+      UNNAMED.add(pool);
+      client.release(err as Error);
+      return query<R>(pool, text, values);
+    }
     const mapped = toMeterError(err);
     client.release(mapped.code === "unavailable" || mapped.code === "internal" ? (err as Error) : undefined);
     throw mapped;

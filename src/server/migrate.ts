@@ -54,7 +54,9 @@ export async function migrate(pool: pg.Pool, schema: string): Promise<string[]> 
           await client.query("COMMIT");
           return applied;
         }
-        await client.query(`SET LOCAL search_path TO ${q}, pg_catalog`);
+        // pg_temp last: unlisted, it is searched first for tables, and functions keep this path
+        // (`SET search_path FROM CURRENT`), so a caller's temporary table could shadow ours.
+        await client.query(`SET LOCAL search_path TO ${q}, pg_catalog, pg_temp`);
         await client.query(next.sql);
         await client.query(`INSERT INTO ${q}.migrations (id, name) VALUES ($1, $2)`, [next.id, next.name]);
         await client.query("COMMIT");

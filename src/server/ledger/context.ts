@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type pg from "pg";
 import { query } from "../db.js";
 import type { ResolvedConfig } from "../config.js";
@@ -16,14 +17,24 @@ export interface LedgerContext {
   announce(userId: string): void;
 }
 
+/** Statement text → its name: one prepared statement per ledger function and schema. */
+const NAMES = new Map<string, string>();
+
 /**
  * Calls one ledger function: a single statement, so a single round trip; the advisory lock
- * is taken and released inside Postgres.
+ * is taken and released inside Postgres. The statement is named, so each connection parses
+ * and plans it once (see `query`).
  */
 export async function callLedger<T>(ctx: LedgerContext, fn: string, params: unknown[], userId?: string): Promise<T> {
   await ctx.ready();
   const placeholders = params.map((_, i) => `$${i + 1}`).join(", ");
-  const { rows } = await query<{ r: T }>(ctx.pool, `SELECT ${ctx.schema}.${fn}(${placeholders}) AS r`, params);
+  const text = `SELECT ${ctx.schema}.${fn}(${placeholders}) AS r`;
+  let name = NAMES.get(text);
+  if (name === undefined) {
+    name = "meterkit_" + createHash("sha1").update(text).digest("hex").slice(0, 20);
+    NAMES.set(text, name);
+  }
+  const { rows } = await query<{ r: T }>(ctx.pool, text, params, name);
   const r = rows[0]!.r;
   const who = userId ?? (r as { userId?: unknown } | null)?.userId;
   if (typeof who === "string") ctx.announce(who);

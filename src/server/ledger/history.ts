@@ -54,7 +54,7 @@ export async function entries(ctx: LedgerContext, userId: string, options?: Entr
     `SELECT e.id, e.kind, e.counter_key, e.amount, e.created_at, e.hold_id, e.grant_id, e.meter_key, e.model,
             coalesce(e.metadata, h.metadata) AS metadata
        FROM ${ctx.schema}.entries e
-       LEFT JOIN ${ctx.schema}.holds h ON e.kind = 'reserve' AND h.id = e.hold_id
+       LEFT JOIN ${ctx.schema}.holds h ON e.kind = 'reserve' AND h.user_id = e.user_id AND h.id = e.hold_id
       WHERE e.user_id = $1 AND ($2::bigint IS NULL OR e.id < $2) AND ($3::text IS NULL OR e.counter_key = $3)
       ORDER BY e.id DESC
       LIMIT $4`,

@@ -1,6 +1,7 @@
 import { assertId } from "../../core/amounts.js";
 import { query } from "../db.js";
 import type { LedgerContext } from "./context.js";
+import { reservationUser } from "./reservationId.js";
 
 /** A reservation (hold) as `meter.reservation(id)` reads it. Amounts in the counter's unit. */
 export interface Reservation {
@@ -32,19 +33,26 @@ export interface Reservation {
 export async function reservation(ctx: LedgerContext, reservationId: string): Promise<Reservation | null> {
   const id = assertId(reservationId, "reservationId");
   await ctx.ready();
-  const { rows } = await query<{
+  type Row = {
     id: string; user_id: string; counter_key: string; meter_key: string; status: Reservation["status"]; amount: string;
     model: string | null; metadata: Record<string, unknown> | null; result: Record<string, unknown> | null;
     created_at: Date; expires_at: Date; resolved_at: Date | null;
-  }>(
-    ctx.pool,
-    // An open hold past its expiry no longer counts (the ledger reads expiry at read time): say so.
-    `SELECT id, user_id, counter_key, meter_key, amount, model, metadata, result, created_at, expires_at,
-            CASE WHEN status = 'open' AND expires_at <= ${ctx.schema}.clock() THEN 'expired' ELSE status END AS status,
-            CASE WHEN status = 'open' AND expires_at <= ${ctx.schema}.clock() THEN expires_at ELSE resolved_at END AS resolved_at
-       FROM ${ctx.schema}.holds WHERE id = $1`,
-    [id],
-  );
+  };
+  // An open hold past its expiry no longer counts (the ledger reads expiry at read time): say so.
+  const read = (where: string, values: unknown[]) =>
+    query<Row>(
+      ctx.pool,
+      `SELECT id, user_id, counter_key, meter_key, amount, model, metadata, result, created_at, expires_at,
+              CASE WHEN status = 'open' AND expires_at <= ${ctx.schema}.clock() THEN 'expired' ELSE status END AS status,
+              CASE WHEN status = 'open' AND expires_at <= ${ctx.schema}.clock() THEN expires_at ELSE resolved_at END AS resolved_at
+         FROM ${ctx.schema}.holds WHERE ${where}`,
+      values,
+    );
+  // By (user, id) when the id names its user (one partition); ids without one, or parts of a
+  // multi-counter reservation, by id alone.
+  const user = reservationUser(id);
+  let rows = user === null ? [] : (await read("id = $1 AND user_id = $2", [id, user])).rows;
+  if (rows.length === 0) rows = (await read("id = $1", [id])).rows;
   const r = rows[0];
   if (!r) return null;
   const held = Number(r.amount);

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { assertAmount, assertId } from "../../core/amounts.js";
 import { ceilFine } from "../../core/pricing.js";
 import type { MultiReserveResult, ReserveOptions, ReserveResult } from "../../core/types.js";
@@ -6,6 +5,7 @@ import { MeterError } from "../../core/errors.js";
 import { finePerToken, resolveMeter, type MeterTarget } from "../config.js";
 import { fingerprint, metadataJson, optionalId, optionalString, strictObject, ttlMs } from "../validate.js";
 import { callLedger, type LedgerContext } from "./context.js";
+import { newReservationId } from "./reservationId.js";
 
 /**
  * Holds `amount` for a call about to run. On a meter with a `price`, `amount` is tokens and
@@ -32,7 +32,7 @@ export async function reserve(
   const fp = key ? fingerprint("reserve", target.meterKey, tokens, ttl, model, metadata) : "";
   return callLedger<ReserveResult>(ctx, "op_reserve", [
     user, target.counter, target.meterKey, held, ttl, key, fp,
-    "rsv_" + randomUUID().replace(/-/g, ""), model, tokenPrices && JSON.stringify(tokenPrices), metadata,
+    newReservationId(user), model, tokenPrices && JSON.stringify(tokenPrices), metadata,
   ], user);
 }
 
@@ -87,6 +87,6 @@ export async function reserveMulti(
   }
   const fp = key ? fingerprint("reserve", JSON.stringify(parts.map((p) => [p.meter, p.amount])), ttl, model, metadata) : "";
   return callLedger<MultiReserveResult>(ctx, "op_reserve_multi", [
-    user, JSON.stringify(parts), ttl, key, fp, "rsv_" + randomUUID().replace(/-/g, ""), model, metadata,
+    user, JSON.stringify(parts), ttl, key, fp, newReservationId(user), model, metadata,
   ], user);
 }

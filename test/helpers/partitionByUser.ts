@@ -45,11 +45,13 @@ const q = (id: string) => '"' + id.replace(/"/g, '""') + '"';
 
 /**
  * Converts every per-user table of `schema` (idempotent: tables already partitioned are left
- * alone). Runs in one transaction on its own connection.
+ * alone) and returns their names. Runs in one transaction, on a connection of its own (from
+ * `database`, a connection string or a pool).
  */
-export async function partitionByUser(url: string, schema: string, partitions = PARTITIONS): Promise<string[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
+export async function partitionByUser(database: string | pg.Pool, schema: string, partitions = PARTITIONS): Promise<string[]> {
+  const own = typeof database === "string" ? new pg.Client({ connectionString: database }) : null;
+  if (own) await own.connect();
+  const client = own ?? (await (database as pg.Pool).connect());
   const converted: string[] = [];
   try {
     await client.query("BEGIN");
@@ -69,12 +71,13 @@ export async function partitionByUser(url: string, schema: string, partitions = 
     await client.query("ROLLBACK").catch(() => {});
     throw err;
   } finally {
-    await client.end();
+    if (own) await own.end();
+    else (client as pg.PoolClient).release();
   }
   return converted;
 }
 
-async function convert(client: pg.Client, schema: string, table: string, partitions: number): Promise<void> {
+async function convert(client: pg.ClientBase, schema: string, table: string, partitions: number): Promise<void> {
   const full = `${q(schema)}.${q(table)}`;
   const old = `${q(schema)}.${q(table + "__plain")}`;
   // 1. What to rebuild, read before the table goes: keys and foreign keys (CHECKs and NOT NULL

@@ -36,8 +36,13 @@ export async function usage(ctx: LedgerContext, userId: string): Promise<Usage> 
   return callLedger<Usage>(ctx, "op_usage", [assertId(userId, "userId")]);
 }
 
-/** Records expiry entries for holds past their expiry (they already stopped counting). */
+/**
+ * Records expiry entries for holds past their expiry (they already stopped counting), then
+ * announces every user whose holds it swept — after commit, like every ledger path.
+ */
 export async function sweepExpired(ctx: LedgerContext, limit = 1000): Promise<number> {
   // op_sweep takes an int: a larger limit means "all of them", not an error.
-  return callLedger<number>(ctx, "op_sweep", [Math.min(assertAmount(limit, "limit"), 2_147_483_647)]);
+  const r = await callLedger<{ expired: number; userIds: string[] }>(ctx, "op_sweep", [Math.min(assertAmount(limit, "limit"), 2_147_483_647)]);
+  for (const userId of r.userIds) ctx.announce(userId);
+  return r.expired;
 }

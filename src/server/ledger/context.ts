@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { query } from "../db.js";
 import type { ResolvedConfig } from "../config.js";
+import { BATCHED_FUNCTIONS, type Batcher } from "./batcher.js";
 
 /** What every ledger operation needs: the pool, the schema, the checked configuration. */
 export interface LedgerContext {
@@ -14,17 +15,25 @@ export interface LedgerContext {
   ready(): Promise<void>;
   /** Announces a committed change of a user's balances to live streams. */
   announce(userId: string): void;
+  /** Coalesces concurrent hot-path calls (`createMeter({ batch })`); null when batching is off. */
+  batcher?: Batcher | null;
 }
 
 /**
  * Calls one ledger function: a single statement, so a single round trip; the advisory lock
- * is taken and released inside Postgres.
+ * is taken and released inside Postgres. With batching on, a hot-path call may share that
+ * statement (and its transaction) with other calls; it answers the same either way.
  */
 export async function callLedger<T>(ctx: LedgerContext, fn: string, params: unknown[], userId?: string): Promise<T> {
   await ctx.ready();
-  const placeholders = params.map((_, i) => `$${i + 1}`).join(", ");
-  const { rows } = await query<{ r: T }>(ctx.pool, `SELECT ${ctx.schema}.${fn}(${placeholders}) AS r`, params);
-  const r = rows[0]!.r;
+  let r: T;
+  if (ctx.batcher && BATCHED_FUNCTIONS.has(fn)) {
+    r = await ctx.batcher.call<T>(fn, params);
+  } else {
+    const placeholders = params.map((_, i) => `$${i + 1}`).join(", ");
+    const { rows } = await query<{ r: T }>(ctx.pool, `SELECT ${ctx.schema}.${fn}(${placeholders}) AS r`, params);
+    r = rows[0]!.r;
+  }
   const who = userId ?? (r as { userId?: unknown } | null)?.userId;
   if (typeof who === "string") ctx.announce(who);
   return r;

@@ -16,6 +16,7 @@ export default defineConfig({
           include: ["test/**/*.test.ts"],
           exclude: ["test/react/**"],
           globalSetup: ["test/helpers/pg-global-setup.ts"],
+          setupFiles: ["test/helpers/batch-setup.ts"],
           testTimeout: 30_000,
           hookTimeout: 60_000,
         },

@@ -25,10 +25,7 @@ export interface TestMeter {
   cleanup(): Promise<void>;
 }
 
-/**
- * A migrated meter on its own fresh database. `METERKIT_TEST_BATCH=1` turns the batched path
- * on (`createMeter({ batch: true })`), so the ledger suites can be run against it unchanged.
- */
+/** A migrated meter on its own fresh database. */
 export async function testMeter(overrides: Partial<CreateMeterOptions> = {}): Promise<TestMeter> {
   const db = await freshDatabase();
   const meter = createMeter({
@@ -41,7 +38,6 @@ export async function testMeter(overrides: Partial<CreateMeterOptions> = {}): Pr
     },
     prices: TEST_PRICES,
     sweepInterval: 0,
-    ...(process.env.METERKIT_TEST_BATCH === "1" ? { batch: true } : {}),
     ...overrides,
   });
   await meter.migrate();

@@ -15,7 +15,8 @@ import { freshDatabase } from "../helpers/db.js";
  */
 
 const PLANS: CreateMeterOptions["plans"] = {
-  strict: { limits: { tokens: { quota: 1000, period: "month", overage: "reject" }, out: { quota: 600, period: "month", overage: "reject" } } },
+  // Anchored at the subscription's start, so when a first contact subscribes a new user shows.
+  strict: { limits: { tokens: { quota: 1000, period: "month", anchor: "subscription_start", overage: "reject" }, out: { quota: 600, period: "month", overage: "reject" } } },
   lenient: { limits: { tokens: { quota: 1000, period: "month" }, out: { quota: 600, period: "month" } } },
 };
 const USERS = 3;
@@ -28,7 +29,7 @@ type Call =
   | { kind: "release"; hold: number }
   | { kind: "track"; user: number; amount: number; refund: boolean; key: string | null }
   | { kind: "unknownHold"; release: boolean }
-  | { kind: "unknownUser" }
+  | { kind: "newUser"; user: number; amount: number }
   | { kind: "negative" };
 
 interface Wave {
@@ -45,7 +46,8 @@ const call: fc.Arbitrary<Call> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("release" as const), hold: fc.nat() }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant("track" as const), user, amount: fc.integer({ min: 1, max: 400 }), refund: fc.boolean(), key }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("unknownHold" as const), release: fc.boolean() }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("unknownUser" as const) }) },
+  // A user the default plan subscribes on first contact; 2000 is refused (overage: reject).
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("newUser" as const), user, amount: fc.constantFrom(10, 2000) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("negative" as const) }) },
 );
 const wave: fc.Arbitrary<Wave> = fc.record({
@@ -77,7 +79,7 @@ async function side(batch: boolean): Promise<Side> {
       return original(...args);
     };
   });
-  const meter = createMeter({ database: clock.pool, plans: PLANS, sweepInterval: 0, batch });
+  const meter = createMeter({ database: clock.pool, plans: PLANS, defaultPlan: "strict", sweepInterval: 0, batch });
   await meter.migrate();
   return {
     meter,
@@ -130,8 +132,8 @@ async function play(s: Side, waves: Wave[], prefix: string, together: boolean): 
           return meter.track(users[c.user]!, c.refund ? "tokens.refund" : "tokens", c.amount, c.key ? { idempotencyKey: c.key } : {});
         case "unknownHold":
           return c.release ? meter.release("rsv_unknown") : meter.commit("rsv_unknown", { actual: 1 });
-        case "unknownUser":
-          return meter.reserve(`${prefix}-nobody`, "tokens", 10);
+        case "newUser":
+          return meter.track(`${prefix}-new${c.user}`, "tokens", c.amount);
         case "negative":
           return meter.reserve(users[0]!, "tokens", -5);
       }
@@ -154,7 +156,7 @@ async function play(s: Side, waves: Wave[], prefix: string, together: boolean): 
     });
     answers.push(got);
   }
-  const usage = await Promise.all(users.map(async (u) => {
+  const usage = await Promise.all([...users, ...users.map((_, i) => `${prefix}-new${i}`)].map(async (u) => {
     const { version: _v, updatedAt: _u, ...rest } = await meter.usage(u);
     return rest;
   }));

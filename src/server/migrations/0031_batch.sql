@@ -20,9 +20,14 @@ $$;
 -- { "error": { "code": SQLSTATE, "message", "detail", "hint" } } (the fields a driver error
 -- carries, so the application maps both the same way).
 --
--- 1. Every lock the batch needs is taken first, in ascending key order: the order
+-- 1. A user with no subscription gets the default plan's here, before any lock, as context()
+--    would give it: context() inserts that row while its caller holds no lock, and a batch
+--    that waited on another transaction's insert of it while holding its locks could deadlock
+--    with that transaction (which waits for one of those locks). If every operation of that
+--    user then fails, the row is deleted again (unbatched, their rollback would remove it).
+-- 2. Every lock the batch needs is taken next, in ascending key order: the order
 --    op_reserve_multi and op_resolve_multi use, so batches and single calls never deadlock.
--- 2. Each operation runs in arrival order inside its own BEGIN … EXCEPTION block (a
+-- 3. Each operation runs in arrival order inside its own BEGIN … EXCEPTION block (a
 --    subtransaction): a failing one rolls back only itself, the others commit together.
 --    Its own enter() then re-takes a lock the batch already holds (re-entrant, no wait).
 CREATE FUNCTION op_batch(p_ops json) RETURNS json
@@ -38,7 +43,23 @@ DECLARE
   msg text;
   det text;
   hin text;
+  dp text;
+  auto text[] := '{}';
+  served text[] := '{}';
 BEGIN
+  SELECT value INTO dp FROM settings WHERE key = 'default_plan';
+  IF dp IS NOT NULL THEN
+    WITH ins AS (
+      INSERT INTO subscriptions (user_id, plan_id, started_at)
+      SELECT DISTINCT op -> 'args' ->> 0, dp, clock() FROM json_array_elements(p_ops) op
+      WHERE op ->> 'fn' IN ('op_reserve', 'op_reserve_multi', 'op_track')
+        AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = op -> 'args' ->> 0)
+      ON CONFLICT (user_id) DO NOTHING
+      RETURNING user_id
+    )
+    SELECT coalesce(array_agg(user_id), '{}') INTO auto FROM ins;
+  END IF;
+
   PERFORM set_config('lock_timeout', coalesce(current_setting('meterkit.lock_timeout', true), '5s'), true);
   FOR k IN
     SELECT DISTINCT key FROM (
@@ -74,11 +95,15 @@ BEGIN
         PERFORM fail('internal', format('op_batch cannot run %s.', o ->> 'fn'));
       END IF;
       results := results || json_build_object('ok', r);
+      IF (o ->> 'fn') IN ('op_reserve', 'op_reserve_multi', 'op_track') THEN served := served || (a ->> 0); END IF;
     EXCEPTION WHEN OTHERS THEN
       GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hin = PG_EXCEPTION_HINT;
       results := results || json_build_object('error', json_build_object('code', st, 'message', msg,
         'detail', nullif(det, ''), 'hint', nullif(hin, '')));
     END;
   END LOOP;
+  IF auto <> '{}' THEN
+    DELETE FROM subscriptions WHERE user_id = ANY (auto) AND NOT user_id = ANY (served);
+  END IF;
   RETURN array_to_json(results);
 END $$;

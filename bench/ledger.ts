@@ -1,6 +1,6 @@
 import pg from "pg";
 import { createMeter } from "../src/server/index.js";
-import { loadFor, percentile, table } from "./util.js";
+import { baselinePair, loadFor, percentile, setupBaseline, table } from "./util.js";
 
 const USERS = 10_000;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -33,9 +33,7 @@ export default async function ledgerBench({ databaseUrl }: { databaseUrl: string
   // Users on a plan with a quota so large that no reservation is denied (both sides do the same work).
   await pool.query(`INSERT INTO bench_ledger.subscriptions (user_id, plan_id, started_at)
                     SELECT 'u' || i, 'bench', now() FROM generate_series(0, ${USERS - 1}) i ON CONFLICT DO NOTHING`);
-  await pool.query(`DROP TABLE IF EXISTS bench_baseline;
-    CREATE TABLE bench_baseline (user_id text PRIMARY KEY, quota bigint NOT NULL, used bigint NOT NULL DEFAULT 0, held bigint NOT NULL DEFAULT 0);
-    INSERT INTO bench_baseline (user_id, quota) SELECT 'u' || i, 1e12 FROM generate_series(0, ${USERS - 1}) i;`);
+  await setupBaseline(pool, USERS);
 
   const rows: Array<Record<string, string | number>> = [];
   for (const mode of ["spread", "hot"] as const) {
@@ -49,18 +47,7 @@ export default async function ledgerBench({ databaseUrl }: { databaseUrl: string
         await meter.commit(r.reservationId, { actual: 400 });
         return lat;
       });
-      const base = () => loadFor(clients, SECONDS * 1000, async (w, i) => {
-        const u = user(w, i);
-        const t0 = performance.now();
-        const r = await pool.query(
-          "UPDATE bench_baseline SET held = held + $2 WHERE user_id = $1 AND quota - used - held >= $2 RETURNING quota - used - held AS remaining",
-          [u, 1000],
-        );
-        const lat = performance.now() - t0;
-        if (r.rowCount !== 1) throw new Error("baseline reserve denied");
-        await pool.query("UPDATE bench_baseline SET held = held - $2, used = used + $3 WHERE user_id = $1", [u, 1000, 400]);
-        return lat;
-      });
+      const base = () => loadFor(clients, SECONDS * 1000, (w, i) => baselinePair(pool, user(w, i)));
       // The same pair holding two counters (input and output tokens) under one reservation id.
       const multi = () => loadFor(clients, SECONDS * 1000, async (w, i) => {
         const t0 = performance.now();

@@ -1,3 +1,4 @@
+import type pg from "pg";
 import { startEmbeddedPostgres } from "../src/testing/startEmbeddedPostgres.js";
 
 export { freePort } from "../src/testing/startEmbeddedPostgres.js";
@@ -47,4 +48,27 @@ export async function loadFor(workers: number, ms: number, fn: (worker: number, 
     }),
   );
   return { ops, seconds: (performance.now() - start) / 1000, latencies };
+}
+
+/**
+ * The baseline every ledger figure is measured against: a hand-written reservation as one bare
+ * conditional UPDATE per step, on `bench_baseline` (one row per user `u0…u{users-1}`).
+ */
+export async function setupBaseline(pool: pg.Pool, users: number): Promise<void> {
+  await pool.query(`DROP TABLE IF EXISTS bench_baseline;
+    CREATE TABLE bench_baseline (user_id text PRIMARY KEY, quota bigint NOT NULL, used bigint NOT NULL DEFAULT 0, held bigint NOT NULL DEFAULT 0);
+    INSERT INTO bench_baseline (user_id, quota) SELECT 'u' || i, 1e12 FROM generate_series(0, ${users - 1}) i;`);
+}
+
+/** One baseline reserve (1000) + commit (400) pair for `user`; returns the reserve's latency in ms. */
+export async function baselinePair(pool: pg.Pool, user: string): Promise<number> {
+  const t0 = performance.now();
+  const r = await pool.query(
+    "UPDATE bench_baseline SET held = held + $2 WHERE user_id = $1 AND quota - used - held >= $2 RETURNING quota - used - held AS remaining",
+    [user, 1000],
+  );
+  const lat = performance.now() - t0;
+  if (r.rowCount !== 1) throw new Error("baseline reserve denied");
+  await pool.query("UPDATE bench_baseline SET held = held - $2, used = used + $3 WHERE user_id = $1", [user, 1000, 400]);
+  return lat;
 }

@@ -47,6 +47,7 @@ import { stripeNotConfigured, type SyncStripeMetersOptions, type SyncStripeMeter
 import { createCreditLifecycle } from "./autoTopUp/createCreditLifecycle.js";
 import type { AutoTopUpApi, AutoTopUpOptions } from "./autoTopUp/types.js";
 import type { AlertsApi, AlertsOptions } from "./alerts/types.js";
+import { createBatcher, resolveBatchOptions, type BatchOptions } from "./ledger/batcher.js";
 
 export interface CreateMeterOptions {
   /** A PostgreSQL connection string, or a `pg.Pool` the app already has (then `close()` leaves it open). */
@@ -103,6 +104,15 @@ export interface CreateMeterOptions {
    * signed webhook, from an outbox (see docs/auto-top-up.md). Default: none.
    */
   alerts?: AlertsOptions;
+  /**
+   * The batched path: concurrent reserve, commit, release and track calls of this meter that
+   * arrive while earlier ones are in flight go out together as one SQL call and one
+   * transaction, each operation answering exactly as it would alone (one that fails rolls
+   * back only itself). No timer: a lone call leaves at once. `true` uses the defaults
+   * (`{ maxSize: 64, concurrency: 1 }`). Helps when many calls run at once (e.g. 32+ in
+   * flight); see docs/server.md, "Batched path". Default `false`.
+   */
+  batch?: boolean | BatchOptions;
 }
 
 /** The ledger: the `MeterApi` operations plus administration. */
@@ -195,6 +205,7 @@ export function createMeter(options: CreateMeterOptions): Meter {
   const config = resolveConfig(options.plans, options.meters, options.prices ?? {}, options.defaultPlan);
   const holdTtl = ttlMs(options.holdTtl, 600_000);
   const tokenSecrets = browserTokenSecrets(options.browserTokenSecret);
+  const batchOptions = resolveBatchOptions(options.batch);
   const db = createPool(options.database, options.poolSize ?? 10, timeouts);
   const { pool, owned } = db;
 
@@ -215,6 +226,7 @@ export function createMeter(options: CreateMeterOptions): Meter {
       });
       return synced;
     },
+    batcher: batchOptions ? createBatcher(pool, schema, batchOptions) : null,
     announce: (userId) => {
       notifier.announce(userId);
       lifecycle.changed(userId); // after commit: auto top-up and alerts (off the ledger's hot path)

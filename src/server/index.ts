@@ -5,6 +5,7 @@ export type { Reservation } from "./ledger/reservation.js";
 export type { LedgerEntry, EntryKind, EntriesOptions, DailyUsage, UsageByDayOptions } from "./ledger/history.js";
 export type { DatabaseOption } from "./db.js";
 export type { TimeoutOptions } from "./timeouts.js";
+export type { BatchOptions } from "./ledger/batcher.js";
 export { migrationFiles } from "./migrate.js";
 export { MeterError, LimitReachedError, ERROR_CODES } from "../core/errors.js";
 export type { ErrorCode } from "../core/errors.js";

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type pg from "pg";
 import { query } from "../db.js";
 import type { ResolvedConfig } from "../config.js";
+import { BATCHED_FUNCTIONS, type Batcher } from "./batcher.js";
 
 /** What every ledger operation needs: the pool, the schema, the checked configuration. */
 export interface LedgerContext {
@@ -15,6 +16,8 @@ export interface LedgerContext {
   ready(): Promise<void>;
   /** Announces a committed change of a user's balances to live streams. */
   announce(userId: string): void;
+  /** Coalesces concurrent hot-path calls (`createMeter({ batch })`); null when batching is off. */
+  batcher?: Batcher | null;
 }
 
 /** Statement text → its name: one prepared statement per ledger function and schema. */
@@ -23,19 +26,25 @@ const NAMES = new Map<string, string>();
 /**
  * Calls one ledger function: a single statement, so a single round trip; the advisory lock
  * is taken and released inside Postgres. The statement is named, so each connection parses
- * and plans it once (see `query`).
+ * and plans it once (see `query`). With batching on, a hot-path call may share one statement
+ * (and its transaction) with other calls; it answers the same either way.
  */
 export async function callLedger<T>(ctx: LedgerContext, fn: string, params: unknown[], userId?: string): Promise<T> {
   await ctx.ready();
-  const placeholders = params.map((_, i) => `$${i + 1}`).join(", ");
-  const text = `SELECT ${ctx.schema}.${fn}(${placeholders}) AS r`;
-  let name = NAMES.get(text);
-  if (name === undefined) {
-    name = "meterkit_" + createHash("sha1").update(text).digest("hex").slice(0, 20);
-    NAMES.set(text, name);
+  let r: T;
+  if (ctx.batcher && BATCHED_FUNCTIONS.has(fn)) {
+    r = await ctx.batcher.call<T>(fn, params);
+  } else {
+    const placeholders = params.map((_, i) => `$${i + 1}`).join(", ");
+    const text = `SELECT ${ctx.schema}.${fn}(${placeholders}) AS r`;
+    let name = NAMES.get(text);
+    if (name === undefined) {
+      name = "meterkit_" + createHash("sha1").update(text).digest("hex").slice(0, 20);
+      NAMES.set(text, name);
+    }
+    const { rows } = await query<{ r: T }>(ctx.pool, text, params, name);
+    r = rows[0]!.r;
   }
-  const { rows } = await query<{ r: T }>(ctx.pool, text, params, name);
-  const r = rows[0]!.r;
   const who = userId ?? (r as { userId?: unknown } | null)?.userId;
   if (typeof who === "string") ctx.announce(who);
   return r;

@@ -41,7 +41,11 @@ const int = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1));
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const meter = createMeter({ database: cfg.url, plans: CHAOS_PLANS, defaultPlan: "chaos", sweepInterval: 0, poolSize: 4 });
+// METERKIT_TEST_BATCH=1 (see test/helpers/batch-setup.ts) reaches this child process through its environment.
+const meter = createMeter({
+  database: cfg.url, plans: CHAOS_PLANS, defaultPlan: "chaos", sweepInterval: 0, poolSize: 4,
+  ...(process.env.METERKIT_TEST_BATCH === "1" ? { batch: true } : {}),
+});
 let stopping = false;
 process.on("SIGTERM", () => {
   stopping = true;

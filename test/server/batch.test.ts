@@ -1,0 +1,170 @@
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { MeterError } from "../../src/core/errors.js";
+import { createMeter, type CreateMeterOptions, type Meter } from "../../src/server/index.js";
+import { freshDatabase } from "../helpers/db.js";
+
+const PLANS: CreateMeterOptions["plans"] = {
+  basic: {
+    limits: {
+      tokens: { quota: 1_000_000, period: "month" },
+      tokens_out: { quota: 1_000_000, period: "month" },
+      images: { quota: 5, period: "day", overage: "reject" },
+    },
+  },
+};
+
+let db: { url: string; drop: () => Promise<void> };
+const closers: Array<() => Promise<void>> = [];
+
+/** A meter on the test database whose pool records every SQL text it sends. */
+function recordedMeter(options: Partial<CreateMeterOptions> = {}, max = 8): { meter: Meter; sent: string[] } {
+  const sent: string[] = [];
+  const pool = new pg.Pool({ connectionString: db.url, max });
+  pool.on("error", () => {});
+  pool.on("connect", (client) => {
+    const c = client as unknown as { query: (...args: unknown[]) => unknown };
+    const original = c.query.bind(client);
+    c.query = (...args: unknown[]) => {
+      const q = args[0];
+      sent.push(typeof q === "string" ? q : String((q as { text?: unknown }).text));
+      return original(...args);
+    };
+  });
+  const meter = createMeter({ database: pool, plans: PLANS, defaultPlan: "basic", sweepInterval: 0, ...options });
+  closers.push(async () => {
+    await meter.close();
+    await pool.end();
+  });
+  return { meter, sent };
+}
+
+const errorOf = (p: Promise<unknown>) =>
+  p.then(
+    (r) => ({ ok: r }),
+    (e: unknown) => (e instanceof MeterError ? { code: e.code, message: e.message, details: e.details } : { thrown: String(e) }),
+  );
+
+beforeAll(async () => {
+  db = await freshDatabase();
+  const m = createMeter({ database: db.url, plans: PLANS, defaultPlan: "basic", sweepInterval: 0 });
+  await m.migrate();
+  await m.close();
+});
+afterAll(async () => {
+  for (const c of closers.splice(0)) await c();
+  await db.drop();
+});
+
+describe("the batched path", () => {
+  test("a lone call on an idle meter leaves at once as the plain statement (no batch, no timer)", async () => {
+    const { meter, sent } = recordedMeter({ batch: true });
+    await meter.usage("lone"); // config sync and a first connection out of the way
+    sent.length = 0;
+    const r = await meter.reserve("lone", "tokens", 10);
+    expect(r.allowed).toBe(true);
+    expect(sent.filter((s) => s.includes("op_"))).toEqual([expect.stringContaining(".op_reserve(")]);
+  });
+
+  test("calls that arrive while one is in flight go out together as one SQL call in one transaction", async () => {
+    const { meter, sent } = recordedMeter({ batch: true });
+    await meter.usage("b0");
+    sent.length = 0;
+    const users = Array.from({ length: 12 }, (_, i) => `one-tx-${i}`);
+    const results = await Promise.all(users.map((u) => meter.reserve(u, "tokens", 100)));
+    expect(results.every((r) => r.allowed)).toBe(true);
+    const calls = sent.filter((s) => s.includes("op_"));
+    // The first leaves alone; the eleven that queued behind it share one op_batch call.
+    expect(calls).toHaveLength(2);
+    expect(calls[0]).toContain(".op_reserve(");
+    expect(calls[1]).toContain(".op_batch(");
+    // One transaction: every entry the batch wrote carries the same transaction start time.
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    const { rows } = await c.query<{ n: string }>(
+      "SELECT count(DISTINCT created_at) AS n FROM meterkit.entries WHERE user_id = ANY($1) AND user_id <> $2",
+      [users, users[0]],
+    );
+    await c.end();
+    expect(Number(rows[0]!.n)).toBe(1);
+  });
+
+  test("one bad operation in a batch leaves every other result intact, each answering as it would unbatched", async () => {
+    const { meter: plain } = recordedMeter();
+    const { meter: batched, sent } = recordedMeter({ batch: true });
+    // The unbatched meter runs the calls one after another; the batched one gets them all at
+    // once and runs them in arrival order in one batch (after the first, which leaves alone).
+    const run = async (m: Meter, u: string, together: boolean) => {
+      const held = await m.reserve(u, "tokens", 500);
+      if (!held.allowed) throw new Error("setup reserve denied");
+      await m.commit(held.reservationId, { actual: 10 });
+      await m.track(u, "images", 5);
+      sent.length = 0;
+      const calls = [
+        () => m.reserve(u, "tokens", 100),
+        () => m.commit("rsv_does_not_exist", { actual: 1 }),
+        () => m.track(u, "images", 1), // limit_reached (overage: reject)
+        () => m.commit(held.reservationId, { actual: 99 }), // conflict: other numbers
+        () => m.commit(held.reservationId, { actual: 10 }), // repeat: first result
+        () => m.reserve(u, "tokens", 200, { idempotencyKey: "k1" }),
+        () => m.reserve(u, "tokens", 200, { idempotencyKey: "k1" }), // same key, same batch: replay
+        () => m.reserve(u, "tokens", 300, { idempotencyKey: "k1" }), // same key, other arguments: conflict
+        () => m.reserve(u, { tokens: 10, tokens_out: 20 }),
+        () => m.track(u, "tokens", 7),
+      ];
+      const answers = [];
+      if (together) answers.push(...(await Promise.all(calls.map((c) => errorOf(c())))));
+      else for (const c of calls) answers.push(await errorOf(c()));
+      return { answers, holdId: held.reservationId };
+    };
+    const a = await run(plain, "bad-op-plain", false);
+    const b = await run(batched, "bad-op-batched", true);
+    expect(sent.filter((s) => s.includes("op_"))).toEqual([expect.stringContaining(".op_reserve("), expect.stringContaining(".op_batch(")]);
+    // Same answers, ids and wall-clock times aside (this test does not freeze the clock).
+    const norm = (x: unknown, holdId: string, user: string) =>
+      JSON.parse(JSON.stringify(x).replaceAll(holdId, "HOLD").replaceAll(user, "USER").replace(/rsv_[0-9a-f]{32}/g, "RSV").replace(/"expiresAt":"[^"]+"/g, '"expiresAt":"T"').replace(/"retryAfter":\d+/g, '"retryAfter":0'));
+    expect(norm(b.answers, b.holdId, "bad-op-batched")).toEqual(norm(a.answers, a.holdId, "bad-op-plain"));
+    expect(b.answers.map((x) => ("code" in x ? x.code : "ok"))).toEqual(
+      ["ok", "not_found", "limit_reached", "conflict", "ok", "ok", "ok", "conflict", "ok", "ok"],
+    );
+    expect(await batched.audit("bad-op-batched")).toEqual([]);
+  });
+
+  test("concurrent batches touching the same users in different orders (multi-counter too) never deadlock", { timeout: 60_000 }, async () => {
+    // Four batched meters (four processes) and one unbatched, on users they all meet for the
+    // first time each round (the default plan's subscription is created on first contact).
+    const meters = [
+      ...Array.from({ length: 4 }, () => recordedMeter({ batch: { concurrency: 3, maxSize: 16 } }, 6).meter),
+      recordedMeter({}, 6).meter,
+    ];
+    const failures: unknown[] = [];
+    const t0 = performance.now();
+    for (let round = 0; round < 4; round++) {
+      const users = ["a", "b", "c", "d", "e"].map((x) => `dl-${round}-${x}`);
+      await Promise.all(
+        meters.flatMap((m, mi) =>
+          Array.from({ length: 12 }, async (_, w) => {
+            for (let i = 0; i < 4; i++) {
+              // Each stream walks the users in its own order, so batches hold overlapping sets.
+              const u = users[(mi % 2 === 0 ? w + i : 5 * 24 - w - i) % users.length]!;
+              try {
+                const multi = (w + i + mi) % 2 === 0;
+                const r = multi ? await m.reserve(u, { tokens: 5, tokens_out: 5 }) : await m.reserve(u, "tokens_out", 5);
+                if (r.allowed) {
+                  if ((w + i) % 3 === 0) await m.release(r.reservationId);
+                  else await m.commit(r.reservationId, multi ? { actual: { tokens: 3, tokens_out: 4 } } : { actual: 4 });
+                }
+              } catch (err) {
+                failures.push(err);
+              }
+            }
+          }),
+        ),
+      );
+      for (const u of users) expect(await meters[0]!.audit(u)).toEqual([]);
+    }
+    // A deadlock surfaces as `unavailable` ("deadlock detected") after deadlock_timeout (1 s).
+    expect(failures).toEqual([]);
+    expect(performance.now() - t0).toBeLessThan(50_000);
+  });
+});

@@ -1,11 +1,17 @@
 /**
  * HTTP and live-balance benchmarks.
  *  (1) reserve+commit pairs through `meterkit/client` over HTTP vs direct `meter` calls, same
- *      database, same run, 32 clients: pairs/s, p50/p99 per pair, the ratio;
+ *      database, same run, at 1, 8 and 32 clients, three repetitions interleaved: pairs/s
+ *      (median and range), p50/p99 per pair, the ratio. Both sides do the same ledger work: the
+ *      client sends an `Idempotency-Key` on every mutation (a fresh UUID when the caller gives
+ *      none), which is the ledger's own idempotency key on reserve, so the direct side passes a
+ *      fresh `idempotencyKey` on reserve too. A third row, direct without a key, shows what the
+ *      key itself costs;
  *  (2) live fan-out: 1,000 open SSE streams across 100 users; time from a commit to its event
  *      on each of the user's streams (p50/p99, goal p99 ≤ 100 ms) and server memory per stream.
- * The handler runs in a child process (like a real deployment), so the HTTP server, its LISTEN
- * connection and its memory are measured apart from the clients.
+ * The handler runs in a child process on a default `node:http` server (like a real
+ * deployment), so the HTTP server, its LISTEN connection and its memory are measured apart from
+ * the clients; it also counts the TCP connections it accepted (keep-alive: one per client).
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { createServer } from "node:http";
@@ -13,7 +19,9 @@ import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
+import { randomUUID } from "node:crypto";
 import { createMeterClient } from "../src/client/index.js";
+import type { MeterApi } from "../src/core/types.js";
 import { createMeter, createMeterHandler, toNodeHandler, type CreateMeterOptions } from "../src/server/index.js";
 import { liveStats } from "../src/server/live/liveHub.js";
 import { loadFor, percentile, table } from "./util.js";
@@ -21,7 +29,8 @@ import { internalsOf } from "../src/server/internals.js";
 
 const SECRET = "sk_bench_0123456789abcdefghijklmnop";
 const SCHEMA = "bench_http";
-const CLIENTS = 32;
+const CLIENTS = [1, 8, 32];
+const REPETITIONS = 3;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const STREAM_USERS = 100;
 const STREAMS_PER_USER = 10;
@@ -33,11 +42,12 @@ const meterOptions = (databaseUrl: string): CreateMeterOptions => ({
   plans: { bench: { limits: { tokens: { quota: 1e15, period: "none" } } } },
   defaultPlan: "bench",
   schema: SCHEMA,
-  poolSize: CLIENTS,
+  poolSize: Math.max(...CLIENTS),
   sweepInterval: 0,
 });
 
-type FromServer = { port: number } | { memory: NodeJS.MemoryUsage; streams: number };
+type Stats = { memory: NodeJS.MemoryUsage; streams: number; connections: number };
+type FromServer = { port: number } | Stats;
 
 /** The server process: the Web handler on node:http, answering memory questions over IPC. */
 async function serve(databaseUrl: string): Promise<void> {
@@ -50,12 +60,15 @@ async function serve(databaseUrl: string): Promise<void> {
     live: { maxStreamsPerUser: STREAMS_PER_USER, maxStreams: 50_000 },
     onError: () => {},
   });
-  const server = createServer({ keepAliveTimeout: 60_000 }, toNodeHandler(handler));
+  // Node's defaults (keepAliveTimeout 5 s): what an app that calls createServer() gets.
+  const server = createServer(toNodeHandler(handler));
+  let connections = 0;
+  server.on("connection", () => connections++);
   server.listen(0, "127.0.0.1", () => process.send!({ port: (server.address() as AddressInfo).port } satisfies FromServer));
   process.on("message", (m: string) => {
     if (m === "memory") {
       for (let i = 0; i < 3; i++) gc();
-      process.send!({ memory: process.memoryUsage(), streams: liveStats(internalsOf(meter))?.streams ?? 0 } satisfies FromServer);
+      process.send!({ memory: process.memoryUsage(), streams: liveStats(internalsOf(meter))?.streams ?? 0, connections } satisfies FromServer);
     } else if (m === "exit") {
       server.closeAllConnections();
       server.close();
@@ -66,7 +79,7 @@ async function serve(databaseUrl: string): Promise<void> {
 
 if (process.argv.includes(SERVER_FLAG)) await serve(process.env.DATABASE_URL!);
 
-function startServer(databaseUrl: string): Promise<{ child: ChildProcess; url: string; ask(): Promise<{ memory: NodeJS.MemoryUsage; streams: number }> }> {
+function startServer(databaseUrl: string): Promise<{ child: ChildProcess; url: string; ask(): Promise<Stats> }> {
   const child = fork(fileURLToPath(import.meta.url), [SERVER_FLAG], {
     execArgv: ["--import", "tsx"],
     env: { ...process.env, DATABASE_URL: databaseUrl },
@@ -81,7 +94,7 @@ function startServer(databaseUrl: string): Promise<{ child: ChildProcess; url: s
         url: `http://127.0.0.1:${m.port}`,
         ask: () =>
           new Promise((res) => {
-            child.once("message", (r: FromServer) => res(r as { memory: NodeJS.MemoryUsage; streams: number }));
+            child.once("message", (r: FromServer) => res(r as Stats));
             child.send("memory");
           }),
       });
@@ -121,38 +134,60 @@ async function openStream(url: string, user: string, onEvent: () => void, signal
 export default async function httpBench({ databaseUrl }: { databaseUrl: string }): Promise<void> {
   const meter = createMeter(meterOptions(databaseUrl));
   await meter.migrate();
-  const users = Array.from({ length: Math.max(CLIENTS, STREAM_USERS) }, (_, i) => `hb_u${i}`);
+  const users = Array.from({ length: Math.max(...CLIENTS, STREAM_USERS) }, (_, i) => `hb_u${i}`);
   for (const u of users) await meter.upsertSubscription({ userId: u, planId: "bench" });
   const server = await startServer(databaseUrl);
   try {
     // (1) The same reserve+commit pair, direct and through the remote client.
     const client = createMeterClient({ url: server.url, secretKey: SECRET });
-    const pair = (api: typeof client) => async (w: number) => {
+    const pair = (api: MeterApi, key: boolean) => async (w: number) => {
       const t0 = performance.now();
-      const r = await api.reserve(users[w]!, "tokens", 1_000);
+      const r = await api.reserve(users[w]!, "tokens", 1_000, key ? { idempotencyKey: randomUUID() } : {});
       if (!r.allowed) throw new Error("bench reserve denied");
       await api.commit(r.reservationId, { actual: 400 });
       return performance.now() - t0;
     };
-    const rows: Array<Record<string, string | number>> = [];
-    const results: Record<string, number> = {};
-    for (const [mode, api] of [
-      ["direct meter", meter],
-      ["client over HTTP", client],
-    ] as const) {
-      await loadFor(CLIENTS, 500, pair(api)); // warm-up: JIT, pools, keep-alive sockets
-      const run = await loadFor(CLIENTS, SECONDS * 1000, pair(api));
-      results[mode] = run.ops / run.seconds;
-      rows.push({
-        mode,
-        clients: CLIENTS,
-        "pairs/s": Math.round(run.ops / run.seconds),
-        "p50 ms": percentile(run.latencies, 50),
-        "p99 ms": percentile(run.latencies, 99),
-      });
+    const modes = [
+      { mode: "direct meter, idempotencyKey on reserve", run: pair(meter, true) },
+      { mode: "meterkit/client over HTTP", run: pair(client, false) }, // the client sends its own keys
+      { mode: "direct meter, no key", run: pair(meter, false) },
+    ];
+    const runs = new Map<string, { rates: number[]; latencies: number[] }>();
+    const connectionsBefore = (await server.ask()).connections;
+    for (let rep = 0; rep < REPETITIONS; rep++) {
+      for (const clients of CLIENTS) {
+        for (const { mode, run } of modes) {
+          if (rep === 0) await loadFor(clients, 500, run); // warm-up: JIT, pools, keep-alive sockets
+          const r = await loadFor(clients, SECONDS * 1000, run);
+          const cell = runs.get(`${mode}|${clients}`) ?? { rates: [], latencies: [] };
+          cell.rates.push(r.ops / r.seconds);
+          cell.latencies.push(...r.latencies);
+          runs.set(`${mode}|${clients}`, cell);
+        }
+      }
     }
-    table(`reserve+commit: remote client over HTTP vs direct (${SECONDS} s each)`, rows);
-    console.log(`\nratio HTTP / direct: ${(results["client over HTTP"]! / results["direct meter"]!).toFixed(2)}`);
+    const connections = (await server.ask()).connections - connectionsBefore;
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const rows: Array<Record<string, string | number>> = [];
+    const ratios: Array<Record<string, string | number>> = [];
+    for (const clients of CLIENTS) {
+      for (const { mode } of modes) {
+        const cell = runs.get(`${mode}|${clients}`)!;
+        rows.push({
+          mode,
+          clients,
+          "pairs/s (median)": Math.round(median(cell.rates)),
+          range: `${Math.round(Math.min(...cell.rates))}–${Math.round(Math.max(...cell.rates))}`,
+          "p50 ms": percentile(cell.latencies, 50),
+          "p99 ms": percentile(cell.latencies, 99),
+        });
+      }
+      const rate = (i: number) => median(runs.get(`${modes[i]!.mode}|${clients}`)!.rates);
+      ratios.push({ clients, "HTTP / direct (same work)": rate(1) / rate(0), "HTTP / direct without key": rate(1) / rate(2) });
+    }
+    table(`reserve+commit: remote client over HTTP vs direct (${REPETITIONS} × ${SECONDS} s per cell, interleaved; p50/p99 over all repetitions)`, rows);
+    table("ratio of medians (goal ≥ 0.5 at 32 clients)", ratios);
+    console.log(`\nTCP connections the server accepted during the runs: ${connections} (keep-alive: at most ${Math.max(...CLIENTS)})`);
 
     // (2) Live fan-out.
     const before = await server.ask();

@@ -29,13 +29,10 @@ import { resolveTimeouts, settlesWithin, type ResolvedTimeouts, type TimeoutOpti
 import { audit, type AuditDifference } from "./ledger/audit.js";
 import { entries, usageByDay, type DailyUsage, type EntriesOptions, type LedgerEntry, type UsageByDayOptions } from "./ledger/history.js";
 import type { LedgerContext } from "./ledger/context.js";
-import { adjust, grant } from "./ledger/grant.js";
 import { eraseUser } from "./ledger/eraseUser.js";
 import { reservation, type Reservation } from "./ledger/reservation.js";
-import { commit, release } from "./ledger/resolve.js";
-import { reserve, reserveMulti } from "./ledger/reserve.js";
-import { sweepExpired, upsertSubscription, usage } from "./ledger/subscription.js";
-import { track } from "./ledger/track.js";
+import { ledgerWrites } from "./ledger/ledgerWrites.js";
+import { sweepExpired, usage } from "./ledger/subscription.js";
 import { attachInternals } from "./internals.js";
 import { migrate } from "./migrate.js";
 import { createNotifier, type Notifier } from "./notifier.js";
@@ -261,18 +258,9 @@ export function createMeter(options: CreateMeterOptions): Meter {
         throw toMeterError(err);
       }
     },
-    reserve: ((userId: string, meterKey: string | Record<string, number>, amount?: number | ReserveOptions, o?: ReserveOptions) =>
-      typeof meterKey === "string"
-        ? reserve(ledger, userId, meterKey, amount as number, o)
-        : reserveMulti(ledger, userId, meterKey, amount as ReserveOptions | undefined)) as Meter["reserve"],
-    commit: (id, o) => commit(ledger, id, o),
-    release: (id) => release(ledger, id),
-    track: (userId, meterKey, amount, o) => track(ledger, userId, meterKey, amount, o),
-    grant: (userId, counterKey, amount, o) => grant(ledger, userId, counterKey, amount, o),
-    adjust: (userId, counterKey, delta, o) => adjust(ledger, userId, counterKey, delta, o),
+    ...ledgerWrites(ledger),
     usage: (userId) => usage(ledger, userId),
     reservation: (id) => reservation(ledger, id),
-    upsertSubscription: (input) => upsertSubscription(ledger, input),
     audit: (userId) => audit(ledger, userId),
     sweepExpired: (limit) => sweepExpired(ledger, limit),
     entries: (userId, o) => entries(ledger, userId, o),

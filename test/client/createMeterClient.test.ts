@@ -171,3 +171,31 @@ describe("server errors become the same MeterError codes", () => {
     expect(await codeOf(wrong.usage("errs"))).toBe("unauthenticated");
   });
 });
+
+describe("connections", () => {
+  test("calls reuse keep-alive connections: 80 requests from 4 concurrent callers open at most 8", async () => {
+    // A server of its own (Node's default keepAliveTimeout, 5 s), so that no earlier socket counts.
+    const own = await listen(createMeterHandler(t.meter, { secretKeys: SECRET }));
+    let opened = 0;
+    own.server.on("connection", () => opened++);
+    try {
+      const api = createMeterClient({ url: own.url, secretKey: SECRET });
+      await t.meter.upsertSubscription({ userId: "keepalive", planId: "pro" });
+      await Promise.all(
+        [0, 1, 2, 3].map(async () => {
+          for (let i = 0; i < 10; i++) {
+            const r = await api.reserve("keepalive", "llm.tokens", 1);
+            if (!r.allowed) throw new Error("denied");
+            await api.commit(r.reservationId, { actual: 1 });
+          }
+        }),
+      );
+      // Node's fetch (undici) pools connections per origin; a caller whose next request leaves
+      // before the last answer's socket is back in the pool gets a second one: at most two each.
+      expect(opened).toBeGreaterThan(0);
+      expect(opened).toBeLessThanOrEqual(8);
+    } finally {
+      await own.close();
+    }
+  });
+});

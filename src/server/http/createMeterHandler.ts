@@ -4,6 +4,7 @@ import { internalsOf } from "../internals.js";
 import { liveHub, type LiveOptions } from "../live/liveHub.js";
 import { checkShape, readJsonObject } from "./body.js";
 import { BROWSER_TOKEN_PREFIX, verifyBrowserToken } from "./browserToken.js";
+import { claimedMeter } from "./claimedMeter.js";
 import { connectionSignal } from "./connectionSignal.js";
 import { createCors, type CorsOptions } from "./cors.js";
 import { createIdempotencyStore, idempotencyKey } from "./idempotency.js";
@@ -139,15 +140,11 @@ export function createMeterHandler<Context = undefined>(meter: Meter, options: M
       maxBodyBytes,
       stream: (id) => openStream(id, request, corsHeaders),
     };
-    // 4. Run it, once per Idempotency-Key and request.
+    // 4. Run it, once per Idempotency-Key and request: the key is claimed in the statement that
+    //    writes (one round trip), so a failed write leaves it free.
     if (!key) return route.run(c);
-    const claim = await idempotency.claim(key, `${route.method} /${route.path.join("/")} ${JSON.stringify(params)}`, body);
-    try {
-      return await route.run(c);
-    } catch (err) {
-      await claim.release();
-      throw err;
-    }
+    const claim = idempotency.claim(key, `${route.method} /${route.path.join("/")} ${JSON.stringify(params)}`, body);
+    return route.run({ ...c, meter: claimedMeter(meter, claim) });
   };
 
   /** A secret key, or 403 for a browser that found its way here, or 401. */

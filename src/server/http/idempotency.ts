@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { assertId } from "../../core/amounts.js";
-import { MeterError } from "../../core/errors.js";
 import { query } from "../db.js";
 import type { MeterInternals } from "../createMeter.js";
+import type { LedgerClaim } from "../ledger/context.js";
 
 /** The `Idempotency-Key` header, checked like every other id (1–255 characters, no control characters). */
 export function idempotencyKey(request: Request): string | null {
@@ -25,11 +25,12 @@ function canonical(value: unknown): string {
 
 export interface IdempotencyStore {
   /**
-   * Claims `key` for this request. Resolves with a `release` to call when the operation fails
-   * (so a corrected retry may reuse the key), or throws `conflict` when the key was used with
-   * another route or body.
+   * The claim of `key` for this request (its route and body). Nothing is written here: the
+   * ledger call of the request makes the claim in its own statement (`claimedMeter`), which
+   * answers `conflict` when the key was used with another route or body, and rolls the claim
+   * back when the operation fails (so a corrected retry may reuse the key).
    */
-  claim(key: string, route: string, body: unknown): Promise<{ release(): Promise<void> }>;
+  claim(key: string, route: string, body: unknown): LedgerClaim;
 }
 
 /**
@@ -50,24 +51,9 @@ export function createIdempotencyStore(internals: MeterInternals, retention: num
       .catch(() => {}); // best effort: an old claim only costs a row
   };
   return {
-    async claim(key, route, body) {
-      const fingerprint = createHash("sha256").update(route).update("\n").update(canonical(body)).digest("hex");
-      const { rows } = await query<{ r: string }>(pool, `SELECT ${schema}.http_claim($1, $2) AS r`, [key, fingerprint]);
-      const outcome = rows[0]!.r;
-      if (outcome === "conflict") {
-        throw new MeterError("conflict", `Idempotency-Key ${JSON.stringify(key)} was already used with a different request.`, {
-          idempotencyKey: key,
-        });
-      }
+    claim(key, route, body) {
       sweep();
-      const claimed = outcome === "claimed";
-      return {
-        async release() {
-          if (!claimed) return;
-          await query(pool, `DELETE FROM ${schema}.http_idempotency WHERE key = $1 AND fingerprint = $2`, [key, fingerprint])
-            .catch(() => {}); // if it stays, the key stays bound to this (failed) request: still safe
-        },
-      };
+      return { key, fingerprint: createHash("sha256").update(route).update("\n").update(canonical(body)).digest("hex") };
     },
   };
 }

@@ -18,6 +18,17 @@ export interface LedgerContext {
   announce(userId: string): void;
   /** Coalesces concurrent hot-path calls (`createMeter({ batch })`); null when batching is off. */
   batcher?: Batcher | null;
+  /**
+   * An HTTP `Idempotency-Key` to claim in the same statement as the ledger call (set only on
+   * the per-request context of a keyed `/v1` mutation, see `claimedMeter`). Default: none.
+   */
+  claim?: LedgerClaim;
+}
+
+/** An `Idempotency-Key` and the fingerprint of the request (route and body) it is bound to. */
+export interface LedgerClaim {
+  key: string;
+  fingerprint: string;
 }
 
 /** Statement text → its name: one prepared statement per ledger function and schema. */
@@ -26,23 +37,30 @@ const NAMES = new Map<string, string>();
 /**
  * Calls one ledger function: a single statement, so a single round trip; the advisory lock
  * is taken and released inside Postgres. The statement is named, so each connection parses
- * and plans it once (see `query`). With batching on, a hot-path call may share one statement
- * (and its transaction) with other calls; it answers the same either way.
+ * and plans it once (see `query`). With a `claim`, the same statement first claims the HTTP
+ * `Idempotency-Key` (0033_http_one_round_trip.sql): a key bound to another request raises
+ * `conflict` before the function runs, and a function that fails rolls the claim back with it.
+ * With batching on, an unclaimed hot-path call may share one statement (and its transaction)
+ * with other calls; it answers the same either way.
  */
 export async function callLedger<T>(ctx: LedgerContext, fn: string, params: unknown[], userId?: string): Promise<T> {
   await ctx.ready();
   let r: T;
-  if (ctx.batcher && BATCHED_FUNCTIONS.has(fn)) {
+  if (ctx.batcher && !ctx.claim && BATCHED_FUNCTIONS.has(fn)) {
     r = await ctx.batcher.call<T>(fn, params);
   } else {
     const placeholders = params.map((_, i) => `$${i + 1}`).join(", ");
-    const text = `SELECT ${ctx.schema}.${fn}(${placeholders}) AS r`;
+    const call = `${ctx.schema}.${fn}(${placeholders})`;
+    const n = params.length;
+    // CASE evaluates its WHEN before its THEN, and the THEN only when the WHEN holds.
+    const text = ctx.claim ? `SELECT CASE WHEN ${ctx.schema}.http_claim_in($${n + 1}, $${n + 2}) THEN ${call} END AS r` : `SELECT ${call} AS r`;
+    const values = ctx.claim ? [...params, ctx.claim.key, ctx.claim.fingerprint] : params;
     let name = NAMES.get(text);
     if (name === undefined) {
       name = "meterkit_" + createHash("sha1").update(text).digest("hex").slice(0, 20);
       NAMES.set(text, name);
     }
-    const { rows } = await query<{ r: T }>(ctx.pool, text, params, name);
+    const { rows } = await query<{ r: T }>(ctx.pool, text, values, name);
     r = rows[0]!.r;
   }
   const who = userId ?? (r as { userId?: unknown } | null)?.userId;

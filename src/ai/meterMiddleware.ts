@@ -1,11 +1,11 @@
 import type { LanguageModelMiddleware } from "ai";
 import { assertId } from "../core/amounts.js";
 import { MeterError } from "../core/errors.js";
-import { DEFAULT_PRICES } from "../core/prices.js";
 import type { ProviderUsage } from "../core/pricing.js";
 import type { MeterApi } from "../core/types.js";
 import { countTokens } from "./countTokens.js";
 import { Hold, type Ending } from "./hold.js";
+import { meteringSettings } from "./meteringSettings.js";
 import type { MeteringOptions } from "./meteredChat.js";
 import { upperBound } from "./upperBound.js";
 import type { ChatMessageLike, Settlement } from "./types.js";
@@ -38,9 +38,7 @@ export interface MeterMiddlewareOptions extends MeteringOptions {
  * const model = wrapLanguageModel({ model: openai("gpt-4o"), middleware: meterMiddleware(meter, { userId }) });
  */
 export function meterMiddleware(meter: MeterApi, options: MeterMiddlewareOptions): LanguageModelMiddleware {
-  const prices = options.prices ?? DEFAULT_PRICES;
-  const unit = options.unit ?? "tokens";
-  const meterKey = options.meterKey ?? "llm.tokens";
+  const settings = meteringSettings(options);
 
   async function open(params: CallOptions, model: LanguageModel) {
     const userId = assertId(typeof options.userId === "function" ? options.userId({ params, model }) : options.userId, "userId");
@@ -51,18 +49,9 @@ export function meterMiddleware(meter: MeterApi, options: MeterMiddlewareOptions
         field: "maxOutputTokens",
       });
     }
-    const tokenizer = options.tokenizer ? { tokenizer: options.tokenizer } : {};
-    const bound = upperBound({ messages: toChatMessages(params.prompt), model: modelId, maxTokens, unit, prices, tools: params.tools ?? null, ...tokenizer });
-    const hold = await Hold.reserve(meter, userId, bound, {
-      meterKey,
-      unit,
-      prices,
-      ...(options.ttl !== undefined ? { ttl: options.ttl } : {}),
-      ...(options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey } : {}),
-      ...(options.metadata !== undefined ? { metadata: options.metadata } : {}),
-      ...(options.onSettle !== undefined ? { onSettle: options.onSettle } : {}),
-    });
-    const countOutput = (text: string) => countTokens(text, { model: modelId, prices, ...tokenizer });
+    const bound = upperBound({ ...settings.estimate, messages: toChatMessages(params.prompt), model: modelId, maxTokens, tools: params.tools ?? null });
+    const hold = await Hold.reserve(meter, userId, bound, settings.hold);
+    const countOutput = (text: string) => countTokens(text, { ...settings.estimate, model: modelId });
     return { hold, countOutput };
   }
 

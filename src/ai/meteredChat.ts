@@ -1,6 +1,4 @@
-import { assertId } from "../core/amounts.js";
 import { MeterError } from "../core/errors.js";
-import { DEFAULT_PRICES } from "../core/prices.js";
 import type { MeterApi, PriceTable } from "../core/types.js";
 import { ChatOutput } from "./chatOutput.js";
 import type { MeteredStream } from "./MeteredStream.js";
@@ -24,6 +22,16 @@ export interface ChatParamsLike {
 export interface MeteringOptions {
   /** The meter key charged (its counter's unit must be `unit`). Default `"llm.tokens"`. */
   meterKey?: string;
+  /**
+   * Input and output on two meters, for a plan with an input and an output group: one
+   * reservation holds the input estimate on `input` and the output bound on `output`, all or
+   * nothing (a denial of either holds neither), and commits each side from the provider's
+   * usage — input tokens, cache reads and writes included, on `input`; output tokens,
+   * reasoning included, on `output` — with the overage of each recorded on its own counter.
+   * With `unit: "cents"` each side is priced (give the meters `counts: "input"` and
+   * `counts: "output"`). Instead of `meterKey`. Default: none — the whole bound on `meterKey`.
+   */
+  meterKeys?: { input: string; output: string };
   /**
    * The unit of that counter: `"tokens"` charges input + output tokens, `"cents"` charges their
    * price from `prices` (use a meter without a `price` conversion). Default `"tokens"`.
@@ -88,39 +96,25 @@ export async function meteredChat<P extends ChatParamsLike, R>(
   call: (params: P, context: ChatCallContext) => R | PromiseLike<R>,
   options: MeteredChatOptions = {},
 ): Promise<MeteredChatResult<Awaited<R>>> {
-  assertId(userId, "userId");
-  options.signal?.throwIfAborted();
-  const unit = options.unit ?? "tokens";
-  const prices = options.prices ?? DEFAULT_PRICES;
-  const meterKey = options.meterKey ?? "llm.tokens";
-
-  // 1. The request as sent: a token limit always, usage reporting on streams.
-  const request = prepare(params, options);
-  const maxTokens = (request.max_completion_tokens ?? request.max_tokens) as number;
-
-  // 2. Reserve the upper bound.
-  const bound = upperBound({
-    messages: request.messages,
-    model: request.model,
-    maxTokens,
-    n: request.n ?? 1,
-    unit,
-    prices,
-    tools: request.tools ?? null,
-    ...(options.tokenizer ? { tokenizer: options.tokenizer } : {}),
-  });
   return (await runMetered({
     meter,
     userId,
-    request,
-    bound,
-    model: request.model,
-    meterKey,
-    unit,
-    prices,
     options,
     call,
     reader: () => new ChatOutput(),
+    prepare: (estimate) => {
+      // The request as sent: a token limit always, usage reporting on streams; then its bound.
+      const request = prepare(params, options);
+      const bound = upperBound({
+        ...estimate,
+        messages: request.messages,
+        model: request.model,
+        maxTokens: (request.max_completion_tokens ?? request.max_tokens) as number,
+        n: request.n ?? 1,
+        tools: request.tools ?? null,
+      });
+      return { request, bound, model: request.model };
+    },
   })) as MeteredChatResult<Awaited<R>>;
 }
 

@@ -1,6 +1,4 @@
-import { assertId } from "../core/amounts.js";
 import { MeterError } from "../core/errors.js";
-import { DEFAULT_PRICES } from "../core/prices.js";
 import type { MeterApi } from "../core/types.js";
 import type { ChatCallContext, MeteredChatOptions, MeteredChatResult } from "./meteredChat.js";
 import { MessagesOutput } from "./messagesOutput.js";
@@ -49,49 +47,38 @@ export async function meteredMessages<P extends MessagesParamsLike, R>(
   call: (params: P, context: ChatCallContext) => R | PromiseLike<R>,
   options: MeteredMessagesOptions = {},
 ): Promise<MeteredChatResult<Awaited<R>>> {
-  assertId(userId, "userId");
-  options.signal?.throwIfAborted();
-  const unit = options.unit ?? "tokens";
-  const prices = options.prices ?? DEFAULT_PRICES;
-
-  // 1. The request as sent, with its output limit.
-  if (!params || typeof params !== "object" || typeof params.model !== "string" || !Array.isArray(params.messages)) {
-    throw new MeterError("invalid_request", "params must be a Messages request with a model and a messages array.", { field: "params" });
-  }
-  const request: P = { ...params };
-  if (params.max_tokens === undefined || params.max_tokens === null) {
-    if (options.maxTokens === undefined) {
-      throw new MeterError("invalid_request", "The request has no max_tokens, so its cost has no upper bound. Set max_tokens, or pass the maxTokens option.", {
-        field: "max_tokens",
-      });
-    }
-    request.max_tokens = options.maxTokens;
-  }
-
-  // 2. The bound: system and messages as chat messages, plus max_tokens, at the cache-write price if any.
-  const cacheWrite = cacheWriteOf(request);
-  const bound = upperBound({
-    messages: messagesOf(request),
-    model: request.model,
-    maxTokens: request.max_tokens as number,
-    unit,
-    prices,
-    tools: request.tools ?? null,
-    ...(cacheWrite ? { cacheWrite } : {}),
-    ...(options.tokenizer ? { tokenizer: options.tokenizer } : {}),
-  });
   return (await runMetered({
     meter,
     userId,
-    request,
-    bound,
-    model: request.model,
-    meterKey: options.meterKey ?? "llm.tokens",
-    unit,
-    prices,
     options,
     call,
     reader: () => new MessagesOutput(),
+    prepare: (estimate) => {
+      // 1. The request as sent, with its output limit.
+      if (!params || typeof params !== "object" || typeof params.model !== "string" || !Array.isArray(params.messages)) {
+        throw new MeterError("invalid_request", "params must be a Messages request with a model and a messages array.", { field: "params" });
+      }
+      const request: P = { ...params };
+      if (params.max_tokens === undefined || params.max_tokens === null) {
+        if (options.maxTokens === undefined) {
+          throw new MeterError("invalid_request", "The request has no max_tokens, so its cost has no upper bound. Set max_tokens, or pass the maxTokens option.", {
+            field: "max_tokens",
+          });
+        }
+        request.max_tokens = options.maxTokens;
+      }
+      // 2. The bound: system and messages as chat messages, plus max_tokens, at the cache-write price if any.
+      const cacheWrite = cacheWriteOf(request);
+      const bound = upperBound({
+        ...estimate,
+        messages: messagesOf(request),
+        model: request.model,
+        maxTokens: request.max_tokens as number,
+        tools: request.tools ?? null,
+        ...(cacheWrite ? { cacheWrite } : {}),
+      });
+      return { request, bound, model: request.model };
+    },
   })) as MeteredChatResult<Awaited<R>>;
 }
 

@@ -1,6 +1,4 @@
-import { assertId } from "../core/amounts.js";
 import { MeterError } from "../core/errors.js";
-import { DEFAULT_PRICES } from "../core/prices.js";
 import type { MeterApi } from "../core/types.js";
 import type { ChatCallContext, MeteredChatOptions, MeteredChatResult } from "./meteredChat.js";
 import { ResponsesOutput } from "./responsesOutput.js";
@@ -47,49 +45,38 @@ export async function meteredResponses<P extends ResponsesParamsLike, R>(
   call: (params: P, context: ChatCallContext) => R | PromiseLike<R>,
   options: MeteredResponsesOptions = {},
 ): Promise<MeteredChatResult<Awaited<R>>> {
-  assertId(userId, "userId");
-  options.signal?.throwIfAborted();
-  const unit = options.unit ?? "tokens";
-  const prices = options.prices ?? DEFAULT_PRICES;
-
-  // 1. The request as sent: always with an output limit (reasoning tokens count against it).
-  if (!params || typeof params !== "object" || typeof params.model !== "string") {
-    throw new MeterError("invalid_request", "params must be a Responses API request with a model.", { field: "params" });
-  }
-  const request: P = { ...params };
-  if (params.max_output_tokens === undefined || params.max_output_tokens === null) {
-    if (options.maxTokens === undefined) {
-      throw new MeterError(
-        "invalid_request",
-        "The request has no max_output_tokens, so its cost has no upper bound. Set max_output_tokens, or pass the maxTokens option.",
-        { field: "max_output_tokens" },
-      );
-    }
-    request.max_output_tokens = options.maxTokens;
-  }
-
-  // 2. The bound: the instructions and input items counted as chat messages, plus the output limit.
-  const bound = upperBound({
-    messages: responsesMessages(request),
-    model: request.model,
-    maxTokens: request.max_output_tokens as number,
-    unit,
-    prices,
-    tools: request.tools ?? null,
-    ...(options.tokenizer ? { tokenizer: options.tokenizer } : {}),
-  });
   return (await runMetered({
     meter,
     userId,
-    request,
-    bound,
-    model: request.model,
-    meterKey: options.meterKey ?? "llm.tokens",
-    unit,
-    prices,
     options,
     call,
     reader: () => new ResponsesOutput(),
+    prepare: (estimate) => {
+      // 1. The request as sent: always with an output limit (reasoning tokens count against it).
+      if (!params || typeof params !== "object" || typeof params.model !== "string") {
+        throw new MeterError("invalid_request", "params must be a Responses API request with a model.", { field: "params" });
+      }
+      const request: P = { ...params };
+      if (params.max_output_tokens === undefined || params.max_output_tokens === null) {
+        if (options.maxTokens === undefined) {
+          throw new MeterError(
+            "invalid_request",
+            "The request has no max_output_tokens, so its cost has no upper bound. Set max_output_tokens, or pass the maxTokens option.",
+            { field: "max_output_tokens" },
+          );
+        }
+        request.max_output_tokens = options.maxTokens;
+      }
+      // 2. The bound: the instructions and input items counted as chat messages, plus the output limit.
+      const bound = upperBound({
+        ...estimate,
+        messages: responsesMessages(request),
+        model: request.model,
+        maxTokens: request.max_output_tokens as number,
+        tools: request.tools ?? null,
+      });
+      return { request, bound, model: request.model };
+    },
   })) as MeteredChatResult<Awaited<R>>;
 }
 

@@ -1,45 +1,44 @@
+import { assertId } from "../core/amounts.js";
 import type { MeterApi } from "../core/types.js";
 import { countTokens } from "./countTokens.js";
 import { Hold } from "./hold.js";
 import { MeteredStream } from "./MeteredStream.js";
+import { meteringSettings, type MeteringSettings } from "./meteringSettings.js";
 import { usageEnding, type ReplyReader } from "./replyReader.js";
 import type { UpperBound } from "./upperBound.js";
 import type { MeteredChatOptions } from "./meteredChat.js";
-import type { MeteringUnit } from "./types.js";
-import type { PriceTable } from "../core/types.js";
 
-/** @internal One metered call, whatever the API shape: the request as sent and its bound. */
+/** @internal One metered call, whatever the API shape. */
 export interface MeteredCall<P, R> {
   meter: MeterApi;
   userId: string;
-  request: P;
-  bound: UpperBound;
-  model: string;
-  meterKey: string;
-  unit: MeteringUnit;
-  prices: PriceTable;
   options: MeteredChatOptions;
+  /**
+   * Checks the caller's request and completes it (its output limit), then bounds it with
+   * `estimate` (the unit, prices and tokenizer in force). Throws `invalid_request` for a
+   * request that cannot be bounded.
+   */
+  prepare: (estimate: MeteringSettings["estimate"]) => { request: P; bound: UpperBound; model: string };
   call: (request: P, context: { signal: AbortSignal }) => R | PromiseLike<R>;
   /** A fresh reader of this API shape's replies. */
   reader: () => ReplyReader;
 }
 
 /**
- * @internal The hold lifecycle every wrapper shares: reserve the bound (a denial throws
- * `LimitReachedError`), run the call with an abort signal, release the hold when the call fails
- * before any output; a streamed result becomes a {@link MeteredStream} that settles as it ends,
- * a whole reply commits the provider's usage (or the counted output when it reported none).
+ * @internal The hold lifecycle every wrapper shares: read the options (one place for their
+ * defaults), reserve the bound (a denial throws `LimitReachedError`), run the call with an
+ * abort signal, release the hold when the call fails before any output; a streamed result
+ * becomes a {@link MeteredStream} that settles as it ends, a whole reply commits the
+ * provider's usage (or the counted output when it reported none).
  */
 export async function runMetered<P, R>(c: MeteredCall<P, R>): Promise<Awaited<R> | MeteredStream<unknown>> {
   const { options } = c;
-  const hold = await Hold.reserve(c.meter, c.userId, c.bound, {
-    meterKey: c.meterKey,
-    unit: c.unit,
-    prices: c.prices,
-    ...pick(options, "ttl", "idempotencyKey", "metadata", "onSettle"),
-  });
-  const tokenizer = options.tokenizer ? { tokenizer: options.tokenizer } : {};
-  const countOutput = (text: string) => countTokens(text, { model: c.model, prices: c.prices, ...tokenizer });
+  assertId(c.userId, "userId");
+  options.signal?.throwIfAborted();
+  const settings = meteringSettings(options);
+  const { request, bound, model } = c.prepare(settings.estimate);
+  const hold = await Hold.reserve(c.meter, c.userId, bound, settings.hold);
+  const countOutput = (text: string) => countTokens(text, { ...settings.estimate, model });
 
   // 1. Call the model; a failure before any output releases the hold.
   const controller = new AbortController();
@@ -48,7 +47,7 @@ export async function runMetered<P, R>(c: MeteredCall<P, R>): Promise<Awaited<R>
   if (options.signal?.aborted) forward();
   let result: Awaited<R>;
   try {
-    result = await c.call(c.request, { signal: controller.signal });
+    result = await c.call(request, { signal: controller.signal });
   } catch (err) {
     options.signal?.removeEventListener("abort", forward);
     await hold.settle({ kind: "release" }).catch(() => {});
@@ -67,16 +66,10 @@ export async function runMetered<P, R>(c: MeteredCall<P, R>): Promise<Awaited<R>
   // 2b. A whole reply: commit what the provider reported, or count it.
   const reader = c.reader();
   reader.addReply(result);
-  await hold.settle(usageEnding(reader, c.bound.inputTokens, countOutput, false));
+  await hold.settle(usageEnding(reader, bound.inputTokens, countOutput, false));
   return result;
 }
 
 export function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
   return value !== null && typeof value === "object" && typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === "function";
-}
-
-export function pick<T extends object, K extends keyof T>(source: T, ...keys: K[]): Partial<Pick<T, K>> {
-  const out: Partial<Pick<T, K>> = {};
-  for (const key of keys) if (source[key] !== undefined) out[key] = source[key];
-  return out;
 }

@@ -81,6 +81,22 @@ export interface Settlement {
   usageSource: "provider" | "counted" | "none";
   /** True when the stream ended early (consumer stopped, client disconnected, provider error). */
   partial: boolean;
-  /** The meter's balance after settling, in `unit`; `null` on an unlimited counter. */
+  /** The meter's balance after settling, in `unit`; `null` on an unlimited counter. On a two-sided hold, the lower of the two. */
   remaining: number | null;
+  /**
+   * On a hold split over two meters (`meterKeys`): each counter's own numbers, by counter key.
+   * The numbers above are then their sums, and `meterKey` reads `"<input>+<output>"`.
+   */
+  parts?: Record<string, SettlementPart>;
+}
+
+/** One counter's share of a two-sided hold's {@link Settlement}. */
+export interface SettlementPart {
+  /** The meter key this side was charged through. */
+  meterKey: string;
+  held: number;
+  committed: number;
+  refunded: number;
+  /** `committed - held` when positive: this side used more than its bound. */
+  overage: number;
 }

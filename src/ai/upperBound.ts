@@ -1,5 +1,6 @@
 import { assertAmount } from "../core/amounts.js";
 import { DEFAULT_PRICES } from "../core/prices.js";
+import { ceilFine, fineCostOfUsage } from "../core/pricing.js";
 import { costOf } from "./costOf.js";
 import { estimateChatTokens } from "./estimateChatTokens.js";
 import { resolveModel } from "./resolveModel.js";
@@ -35,6 +36,12 @@ export interface UpperBound {
   inputTokens: number;
   /** `maxTokens × n`. */
   outputTokens: number;
+  /**
+   * The input side of `amount` (`inputTokens`, or their price rounded up) and the output side,
+   * for holding them on separate counters (`meterKeys`). Their sum is `amount`, or one more
+   * when both sides round up.
+   */
+  sides: { input: number; output: number };
 }
 
 /**
@@ -58,12 +65,19 @@ export function upperBound(input: UpperBoundInput): UpperBound {
     } catch {
       // keep the id as given
     }
-    return { amount: inputTokens + outputTokens, unit, model, inputTokens, outputTokens };
+    return { amount: inputTokens + outputTokens, unit, model, inputTokens, outputTokens, sides: { input: inputTokens, output: outputTokens } };
   }
   // A prompt written to the cache may cost more than plain input: bound by the dearer of the two.
   const plain = costOf({ model: input.model, inputTokens, outputTokens }, { unit, prices });
   const writes = input.cacheWrite === "1h" ? { cacheWrite1hTokens: inputTokens } : input.cacheWrite === "5m" ? { cacheWriteTokens: inputTokens } : undefined;
   const cost = writes ? costOf({ model: input.model, inputTokens, outputTokens, ...writes }, { unit, prices }) : plain;
   const amount = Math.max(plain.amount, cost.amount);
-  return { amount, unit, model: plain.model, inputTokens, outputTokens };
+  // Each side on its own: the input at the dearer of plain and cache-write prices, the output at
+  // the rates of the tier the input falls in.
+  const price = resolveModel(prices, input.model).price;
+  const fineIn = fineCostOfUsage(price, { inputTokens, outputTokens: 0, ...writes });
+  const fineInPlain = fineCostOfUsage(price, { inputTokens, outputTokens: 0 });
+  const fineOut = fineCostOfUsage(price, { inputTokens, outputTokens }) - fineInPlain;
+  const sides = { input: ceilFine(fineIn > fineInPlain ? fineIn : fineInPlain), output: ceilFine(fineOut) };
+  return { amount, unit, model: plain.model, inputTokens, outputTokens, sides };
 }

@@ -1,6 +1,6 @@
 import { assertId, assertKnownFields } from "../core/amounts.js";
 import { MeterError, errorFromBody } from "../core/errors.js";
-import type { MeterApi } from "../core/types.js";
+import type { MeterApi, ReserveOptions } from "../core/types.js";
 
 export interface MeterClientOptions {
   /** Where the meterkit handler is mounted, e.g. `"https://billing.internal/api/meter"`. */
@@ -83,10 +83,15 @@ export function createMeterClient(options: MeterClientOptions): MeterClient {
   const known = (o: unknown, fields: readonly string[]) => assertKnownFields(o, "", fields);
 
   return {
-    reserve: async (userId, meterKey, amount, o = {}) => {
+    // Both forms of the local meter: (userId, meterKey, amount, options?) and the multi-counter
+    // (userId, { meterKey: amount }, options?), sent as `amounts`.
+    reserve: (async (userId: string, target: string | Record<string, number>, amount?: number | ReserveOptions, options?: ReserveOptions) => {
+      const single = typeof target === "string";
+      const o = ((single ? options : amount) ?? {}) as ReserveOptions;
       known(o, ["model", "ttl", "idempotencyKey", "metadata"]);
-      return call("POST", "/v1/reservations", { userId, meterKey, amount, model: o.model, ttl: o.ttl, metadata: o.metadata }, keyOf(o.idempotencyKey));
-    },
+      const what = single ? { meterKey: target, amount } : { amounts: target };
+      return call("POST", "/v1/reservations", { userId, ...what, model: o.model, ttl: o.ttl, metadata: o.metadata }, keyOf(o.idempotencyKey));
+    }) as MeterApi["reserve"],
     commit: async (reservationId, o = {}) => {
       known(o, ["actual", "usage"]);
       return call("POST", `/v1/reservations/${id(reservationId, "reservationId")}/commit`, { actual: o.actual, usage: o.usage }, newKey());

@@ -340,6 +340,11 @@ export interface Subscription {
  */
 export interface MeterApi {
   reserve(userId: string, meterKey: string, amount: number, options?: ReserveOptions): Promise<ReserveResult>;
+  /**
+   * Holds on several counters at once, all or nothing, under one reservation id:
+   * `{ "llm.input": 1200, "llm.output": 800 }` (meter key → amount).
+   */
+  reserve(userId: string, amounts: Record<string, number>, options?: ReserveOptions): Promise<MultiReserveResult>;
   commit(reservationId: string, options?: CommitOptions): Promise<CommitResult>;
   release(reservationId: string): Promise<ReleaseResult>;
   track(userId: string, meterKey: string, amount: number, options?: TrackOptions): Promise<TrackResult>;

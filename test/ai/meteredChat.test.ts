@@ -130,7 +130,7 @@ describe("meteredChat, plain completions", () => {
         },
       );
     const remote: MeterApi = {
-      reserve: (...a) => wire(fx.meter.reserve(...a)),
+      reserve: ((...a: [string, string, number]) => wire(fx.meter.reserve(...a))) as MeterApi["reserve"],
       commit: (...a) => wire(fx.meter.commit(...a)),
       release: (...a) => wire(fx.meter.release(...a)),
       track: (...a) => wire(fx.meter.track(...a)),

@@ -10,7 +10,15 @@ const messages: ChatMessageLike[] = [
 describe("upperBound", () => {
   it("is the estimated input plus maxTokens in tokens", () => {
     const input = estimateChatTokens(messages, { model: "gpt-4o" });
-    expect(upperBound({ messages, model: "gpt-4o", maxTokens: 500 })).toEqual({ amount: input + 500, unit: "tokens", model: "gpt-4o", inputTokens: input, outputTokens: 500 });
+    expect(upperBound({ messages, model: "gpt-4o", maxTokens: 500 })).toEqual({ amount: input + 500, unit: "tokens", model: "gpt-4o", inputTokens: input, outputTokens: 500, sides: { input, output: 500 } });
+  });
+
+  it("splits a cents bound into an input side and an output side that cover it", () => {
+    const b = upperBound({ messages, model: "gpt-4o", maxTokens: 100_000, unit: "cents" });
+    // 100 000 output tokens at $10 per million: exactly 100¢; the input side rounds up to 1¢.
+    expect(b.sides).toEqual({ input: 1, output: 100 });
+    expect(b.sides.input + b.sides.output).toBeGreaterThanOrEqual(b.amount);
+    expect(b.sides.input + b.sides.output).toBeLessThanOrEqual(b.amount + 1);
   });
 
   it("multiplies the output bound by the number of choices", () => {

@@ -61,34 +61,90 @@ export async function readJsonObject(request: Request, limit: number): Promise<R
   return value as Record<string, unknown>;
 }
 
-type FieldType = "string" | "number" | "object";
+/**
+ * A field's JSON type. `amounts` is an object of key → safe integer (meter key → amount, as in
+ * `meter.reserve(userId, amounts)` and a multi-counter commit's `actual`), checked key by key.
+ */
+export type FieldType = "string" | "number" | "object" | "amounts";
+
+/** One type, or the types a field may take (`actual`: a number or amounts). */
+export type FieldSpec = FieldType | readonly FieldType[];
 
 /** `name` required, `name?` optional. */
-export type Shape = Record<string, FieldType>;
+export type Shape = Record<string, FieldSpec>;
 
 /**
- * Checks a body against a shape: no unknown fields (a typo must not be silently ignored),
- * required fields present, JSON types right. Value rules (ranges, ids) are the ledger's.
+ * Checks a body against a shape, or against the one of several alternative shapes (forms of
+ * one request) that it comes closest to: no unknown fields (a typo must not be silently
+ * ignored), required fields present, JSON types right, errors naming the field's path. Value
+ * rules (ranges, ids) are the ledger's.
  */
-export function checkShape(body: Record<string, unknown>, shape: Shape): void {
-  const allowed = new Map<string, { type: FieldType; optional: boolean }>();
-  for (const [k, type] of Object.entries(shape)) {
-    const optional = k.endsWith("?");
-    allowed.set(optional ? k.slice(0, -1) : k, { type, optional });
+export function checkShape(body: Record<string, unknown>, shape: Shape | readonly Shape[]): void {
+  if (!isAlternatives(shape)) return checkOne(body, shape);
+  // The form with the fewest unknown and missing fields explains the error best; a body that fits one passes.
+  let best = shape[0]!;
+  let misfit = Infinity;
+  for (const s of shape) {
+    const fields = fieldsOf(s);
+    const unknown = Object.keys(body).filter((k) => !fields.has(k)).length;
+    const missing = [...fields].filter(([k, f]) => !f.optional && (body[k] === undefined || body[k] === null)).length;
+    if (unknown + missing < misfit) [best, misfit] = [s, unknown + missing];
   }
+  checkOne(body, best);
+}
+
+function isAlternatives(shape: Shape | readonly Shape[]): shape is readonly Shape[] {
+  return Array.isArray(shape);
+}
+
+function fieldsOf(shape: Shape): Map<string, { types: readonly FieldType[]; optional: boolean }> {
+  const fields = new Map<string, { types: readonly FieldType[]; optional: boolean }>();
+  for (const [k, spec] of Object.entries(shape)) {
+    const optional = k.endsWith("?");
+    fields.set(optional ? k.slice(0, -1) : k, { types: typeof spec === "string" ? [spec as FieldType] : (spec as readonly FieldType[]), optional });
+  }
+  return fields;
+}
+
+function checkOne(body: Record<string, unknown>, shape: Shape): void {
+  const allowed = fieldsOf(shape);
   for (const key of Object.keys(body)) {
     if (!allowed.has(key)) {
       const known = [...allowed.keys()].join(", ") || "none";
       throw new MeterError("invalid_request", `Unknown field "${key}" (known fields: ${known}).`, { field: key });
     }
   }
-  for (const [key, { type, optional }] of allowed) {
+  for (const [key, { types, optional }] of allowed) {
     const v = body[key];
     if (v === undefined || v === null) {
       if (optional) continue;
       throw new MeterError("invalid_request", `${key} is required.`, { field: key });
     }
-    const ok = type === "object" ? typeof v === "object" && !Array.isArray(v) : typeof v === type;
-    if (!ok) throw new MeterError("invalid_request", `${key} must be ${type === "object" ? "an object" : `a ${type}`}, got ${describe(v)}.`, { field: key });
+    const type = types.find((t) => fits(v, t));
+    if (!type) throw new MeterError("invalid_request", `${key} must be ${types.map(TYPE_NAMES.get, TYPE_NAMES).join(" or ")}, got ${describe(v)}.`, { field: key });
+    if (type === "amounts") checkAmounts(v as Record<string, unknown>, key);
+  }
+}
+
+const TYPE_NAMES = new Map<FieldType, string>([
+  ["string", "a string"],
+  ["number", "a number"],
+  ["object", "an object"],
+  ["amounts", "an object of key → amount"],
+]);
+
+function fits(v: unknown, type: FieldType): boolean {
+  if (type === "object" || type === "amounts") return typeof v === "object" && v !== null && !Array.isArray(v);
+  return typeof v === type;
+}
+
+/** Each entry a safe integer ≥ 0, at least one entry; the error names the path (`amounts.llm.input`). */
+function checkAmounts(v: Record<string, unknown>, key: string): void {
+  const entries = Object.entries(v);
+  if (entries.length === 0) throw new MeterError("invalid_request", `${key} must name at least one key.`, { field: key });
+  for (const [k, n] of entries) {
+    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) {
+      throw new MeterError("invalid_request", `${key}.${k} must be a whole number ≥ 0 (a safe integer), got ${describe(n)}.`, { field: `${key}.${k}` });
+    }
   }
 }

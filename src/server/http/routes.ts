@@ -1,7 +1,7 @@
 import { MeterError } from "../../core/errors.js";
 import type { Meter } from "../createMeter.js";
 import { internalsOf } from "../internals.js";
-import { readBody, readJsonObject } from "./body.js";
+import { readBody, readJsonObject, type Shape } from "./body.js";
 import { HISTORY_ROUTES } from "./historyRoutes.js";
 import { json } from "./respond.js";
 
@@ -30,8 +30,11 @@ export interface Route {
   path: string[];
   method: "GET" | "POST" | "PUT";
   audience: Audience;
-  /** Body fields (`name?` optional) of a server mutation, checked before anything is written. */
-  shape?: Record<string, "string" | "number" | "object">;
+  /**
+   * Body fields (`name?` optional) of a server mutation, or its alternative forms, checked
+   * before anything is written.
+   */
+  shape?: Shape | readonly Shape[];
   run(c: RouteContext): Promise<Response>;
 }
 
@@ -124,23 +127,27 @@ export const ROUTES: Route[] = [
     path: ["v1", "reservations"],
     method: "POST",
     audience: "server",
-    shape: { userId: "string", meterKey: "string", amount: "number", "model?": "string", "ttl?": "number", "metadata?": "object" },
-    run: async ({ meter, body: b, idempotencyKey }) =>
-      json(
-        200,
-        await meter.reserve(b.userId as string, b.meterKey as string, b.amount as number, {
-          model: opt(b.model),
-          ttl: opt(b.ttl),
-          metadata: opt(b.metadata),
-          idempotencyKey,
-        }),
-      ),
+    // One counter ({ meterKey, amount }) or several at once ({ amounts: { meterKey: amount } }),
+    // the two forms of meter.reserve.
+    shape: [
+      { userId: "string", meterKey: "string", amount: "number", "model?": "string", "ttl?": "number", "metadata?": "object" },
+      { userId: "string", amounts: "amounts", "model?": "string", "ttl?": "number", "metadata?": "object" },
+    ],
+    run: async ({ meter, body: b, idempotencyKey }) => {
+      const options = { model: opt<string>(b.model), ttl: opt<number>(b.ttl), metadata: opt<Record<string, unknown>>(b.metadata), idempotencyKey };
+      const r =
+        b.amounts === undefined
+          ? await meter.reserve(b.userId as string, b.meterKey as string, b.amount as number, options)
+          : await meter.reserve(b.userId as string, b.amounts as Record<string, number>, options);
+      // A denial is a normal answer; one that renews says when, as a 402 would (Retry-After).
+      return json(200, r, !r.allowed && r.retryAfter !== undefined ? { "retry-after": String(r.retryAfter) } : {});
+    },
   },
   {
     path: ["v1", "reservations", ":id", "commit"],
     method: "POST",
     audience: "server",
-    shape: { "actual?": "number", "usage?": "object" },
+    shape: { "actual?": ["number", "amounts"], "usage?": "object" },
     run: async ({ meter, body: b, params }) => json(200, await meter.commit(params.id!, { actual: opt(b.actual), usage: opt(b.usage) })),
   },
   {

@@ -271,3 +271,23 @@ describe("periods", () => {
     }
   });
 });
+
+describe("settings changes by idempotency key", () => {
+  test("set and disable with the same key and arguments apply once and answer the first state; other arguments are conflict", async () => {
+    t = await topUpTest();
+    await t.saveCard("kim");
+    const first = await t.meter.autoTopUp.set("kim", STARTER, { idempotencyKey: "on-1" });
+    // A decline pauses it since; a retry of the same "turn on" must not clear that pause.
+    await internalsOf(t.meter).pool.query(
+      `UPDATE ${internalsOf(t.meter).schema}.auto_top_up SET status = 'paused', paused_reason = 'card_declined' WHERE user_id = 'kim'`,
+    );
+    expect(await t.meter.autoTopUp.set("kim", { ...STARTER }, { idempotencyKey: "on-1" })).toEqual(first);
+    expect((await t.meter.autoTopUp.get("kim")).counters[0]).toMatchObject({ status: "paused", pausedReason: "card_declined" });
+    await expect(t.meter.autoTopUp.set("kim", { ...STARTER, threshold: 600 }, { idempotencyKey: "on-1" })).rejects.toMatchObject({ code: "conflict" });
+    await expect(t.meter.autoTopUp.disable("kim", "tokens", { idempotencyKey: "on-1" })).rejects.toMatchObject({ code: "conflict" });
+    const off = await t.meter.autoTopUp.disable("kim", "tokens", { idempotencyKey: "off-1" });
+    await t.meter.autoTopUp.set("kim", STARTER); // on again, no key
+    expect(await t.meter.autoTopUp.disable("kim", "tokens", { idempotencyKey: "off-1" })).toEqual(off);
+    expect((await t.meter.autoTopUp.get("kim")).counters[0]).toMatchObject({ enabled: true, status: "active" });
+  });
+});

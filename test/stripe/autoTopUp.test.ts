@@ -113,6 +113,19 @@ describe("the trigger rule", () => {
     expect((await t.meter.autoTopUp.get("cy")).counters[0]).toMatchObject({ spentThisPeriod: 1000, status: "active", inFlight: false });
   });
 
+  test("an unlimited counter is never below a threshold: spending arms nothing", async () => {
+    t = await topUpTest();
+    await t.meter.upsertSubscription({ userId: "una", planId: "endless" });
+    await t.saveCard("una");
+    await t.meter.autoTopUp.set("una", STARTER);
+    await spend("una", 50_000);
+    await settle();
+    await t.meter.autoTopUp.run();
+    expect(await t.remaining("una")).toBeNull();
+    expect(t.charges()).toHaveLength(0);
+    expect((await t.meter.autoTopUp.get("una")).counters[0]).toMatchObject({ status: "active", inFlight: false });
+  });
+
   // The 64-way concurrency tests, and a test per guard that fails without it, are in
   // autoTopUpGuards.test.ts.
 });

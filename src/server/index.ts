@@ -28,6 +28,7 @@ export type { VerifyAlertSignatureOptions } from "./alerts/alertSignature.js";
 export type { AlertsOptions, AlertThreshold, AlertsApi, MeterAlert, MeterAlertType, RunAlertsResult } from "./alerts/types.js";
 export type {
   AutoTopUpOptions,
+  AutoTopUpChangeOptions,
   AutoTopUpSettingsInput,
   AutoTopUpState,
   AutoTopUpStatus,

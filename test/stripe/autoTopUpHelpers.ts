@@ -7,6 +7,7 @@ import { APP, PACKS, WEBHOOK_SECRET, stripeTest, type StripeTest } from "./helpe
 export const PLANS: CreateMeterOptions["plans"] = {
   ...TEST_PLANS,
   weekly: { limits: { tokens: { quota: 1000, period: "week" } } },
+  endless: { limits: { tokens: { quota: null, period: "month" } } },
 };
 
 export interface TopUpTest extends StripeTest {

@@ -50,3 +50,37 @@ describe("GET/PUT /auto-top-up and POST /auto-top-up/setup", () => {
     expect(session).toMatchObject({ mode: "setup", client_reference_id: "cy" });
   });
 });
+
+describe("Idempotency-Key on PUT /auto-top-up", () => {
+  const putKeyed = (user: string, key: string, body: unknown) =>
+    h(
+      new Request("http://x/auto-top-up", {
+        method: "PUT",
+        headers: { "x-user": user, "content-type": "application/json", "idempotency-key": key },
+        body: JSON.stringify(body),
+      }),
+    );
+  const ON = { counter: "tokens", enabled: true, packId: "starter", threshold: 500, maxPerPeriod: 1000 };
+
+  test("the same key and body answer the first result without applying it again; another body is 409 conflict", async () => {
+    let res = await putKeyed("kay", "k-1", ON);
+    expect(res.status).toBe(200);
+    const first = await res.json();
+    // Meanwhile the user turns it off (another request): a retry of the first must not turn it back on.
+    expect((await put("kay", { counter: "tokens", enabled: false })).status).toBe(200);
+    res = await putKeyed("kay", "k-1", { ...ON });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual(first);
+    expect((await t.meter.autoTopUp.get("kay")).counters[0]).toMatchObject({ enabled: false, status: "off" });
+    res = await putKeyed("kay", "k-1", { ...ON, threshold: 700 });
+    expect(res.status).toBe(409);
+    expect((await res.json()).error.code).toBe("conflict");
+    // Keys are per user: another user's same key is another request.
+    expect((await putKeyed("lou", "k-1", { ...ON, threshold: 700 })).status).toBe(200);
+  });
+
+  test("a request refused as invalid frees its key for a corrected retry", async () => {
+    expect((await putKeyed("max", "k-2", { ...ON, threshold: -1 })).status).toBe(400);
+    expect((await putKeyed("max", "k-2", ON)).status).toBe(200);
+  });
+});

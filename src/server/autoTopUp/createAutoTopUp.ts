@@ -8,6 +8,7 @@ import { createOutbox, run } from "../outbox/outbox.js";
 import type { ResolvedStripeConfig } from "../stripe/config.js";
 import { describeStripeError, isRetryableStripeError } from "../stripe/stripeError.js";
 import { creditTopUp, type TopUpInternals } from "./creditTopUp.js";
+import { onceByKey } from "./settingsKeys.js";
 import { setupCheckout } from "./setupCheckout.js";
 import type {
   AutoTopUpApi,
@@ -219,64 +220,27 @@ export function createAutoTopUp(
       return { paymentMethodSaved: pm !== undefined, counters: await Promise.all(rows.map((r) => stateOf(r))) };
     },
 
-    async set(userId, input) {
+    async set(userId, input, options = {}) {
       const st = need();
       const user = assertId(userId, "userId");
-      if (!input || typeof input !== "object" || Array.isArray(input)) {
-        throw new MeterError("invalid_request", `auto top-up settings must be an object, got ${describe(input)}.`);
-      }
-      const allowed = new Set(["counter", "enabled", "packId", "threshold", "maxPerPeriod"]);
-      for (const k of Object.keys(input)) {
-        if (!allowed.has(k)) throw new MeterError("invalid_request", `Unknown auto top-up field "${k.slice(0, 50)}".`, { field: k.slice(0, 50) });
-      }
-      const counter = assertCounter(internals.config, input.counter);
-      if (typeof input.enabled !== "boolean") throw new MeterError("invalid_request", "enabled must be true or false.", { field: "enabled" });
       await internals.ledger.ready();
-      const [prior] = await run<SettingsRow>(internals.pool, `SELECT * FROM ${s}.auto_top_up WHERE user_id = $1 AND counter_key = $2`, [user, counter]);
-      const packId = input.packId === undefined ? prior?.pack_id : assertId(input.packId, "packId");
-      if (packId === undefined) throw new MeterError("invalid_request", "packId is required the first time.", { field: "packId" });
-      const pack = st.packs.get(packId);
-      if (!pack || pack.counter !== counter) {
-        throw new MeterError("invalid_request", `packId "${packId}" is not a pack of counter "${counter}".`, { field: "packId" });
-      }
-      const threshold = input.threshold === undefined ? prior && Number(prior.threshold) : assertAmount(input.threshold, "threshold");
-      if (threshold === undefined) throw new MeterError("invalid_request", "threshold is required the first time.", { field: "threshold" });
-      const max = input.maxPerPeriod === undefined ? prior && Number(prior.max_per_period) : assertAmount(input.maxPerPeriod, "maxPerPeriod");
-      if (max === undefined) throw new MeterError("invalid_request", "maxPerPeriod is required the first time.", { field: "maxPerPeriod" });
-      if (max < pack.price.amount) {
-        throw new MeterError("invalid_request", `maxPerPeriod (${max}) is less than the pack's price (${pack.price.amount}): no top-up could ever run.`, {
-          field: "maxPerPeriod",
-        });
-      }
-      // Turning it on (again) clears a pause: the user has seen it and chose to go on.
-      const [row] = await run<SettingsRow>(
-        internals.pool,
-        `INSERT INTO ${s}.auto_top_up AS t (user_id, counter_key, enabled, pack_id, threshold, max_per_period)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (user_id, counter_key) DO UPDATE SET enabled = excluded.enabled, pack_id = excluded.pack_id,
-           threshold = excluded.threshold, max_per_period = excluded.max_per_period, updated_at = now(),
-           status = CASE WHEN excluded.enabled THEN 'active' ELSE t.status END,
-           paused_reason = CASE WHEN excluded.enabled THEN NULL ELSE t.paused_reason END,
-           paused_message = CASE WHEN excluded.enabled THEN NULL ELSE t.paused_message END
-         RETURNING *`,
-        [user, counter, input.enabled, packId, threshold, max],
-      );
-      // Enabling while already below fires at once.
-      if (input.enabled) await observe(user, [counter]);
-      return stateOf(row!);
+      return onceByKey(internals, user, options.idempotencyKey, "set", input, () => apply(st, user, input));
     },
 
-    async disable(userId, counter) {
+    async disable(userId, counter, options = {}) {
       const user = assertId(userId, "userId");
-      const key = assertCounter(internals.config, counter);
       await internals.ledger.ready();
-      const [row] = await run<SettingsRow>(
-        internals.pool,
-        `UPDATE ${s}.auto_top_up SET enabled = false, updated_at = now() WHERE user_id = $1 AND counter_key = $2 RETURNING *`,
-        [user, key],
-      );
-      if (!row) throw new MeterError("not_found", `No auto top-up settings for counter "${key}".`, { counter: key });
-      return stateOf(row);
+      return onceByKey(internals, user, options.idempotencyKey, "disable", { counter }, async () => {
+        const key = assertCounter(internals.config, counter);
+        await internals.ledger.ready();
+        const [row] = await run<SettingsRow>(
+          internals.pool,
+          `UPDATE ${s}.auto_top_up SET enabled = false, updated_at = now() WHERE user_id = $1 AND counter_key = $2 RETURNING *`,
+          [user, key],
+        );
+        if (!row) throw new MeterError("not_found", `No auto top-up settings for counter "${key}".`, { counter: key });
+        return stateOf(row);
+      });
     },
 
     setupCheckout: (userId, input) => setupCheckout(internals, need(), userId, input ?? {}),
@@ -358,6 +322,52 @@ export function createAutoTopUp(
       if (timer) clearInterval(timer);
     },
   };
+
+  /** Checks and applies one settings change of `set`; enabling while already below fires at once. */
+  async function apply(st: ResolvedStripeConfig, user: string, input: AutoTopUpSettingsInput): Promise<AutoTopUpState> {
+    if (!input || typeof input !== "object" || Array.isArray(input)) {
+      throw new MeterError("invalid_request", `auto top-up settings must be an object, got ${describe(input)}.`);
+    }
+    const allowed = new Set(["counter", "enabled", "packId", "threshold", "maxPerPeriod"]);
+    for (const k of Object.keys(input)) {
+      if (!allowed.has(k)) throw new MeterError("invalid_request", `Unknown auto top-up field "${k.slice(0, 50)}".`, { field: k.slice(0, 50) });
+    }
+    const counter = assertCounter(internals.config, input.counter);
+    if (typeof input.enabled !== "boolean") throw new MeterError("invalid_request", "enabled must be true or false.", { field: "enabled" });
+    await internals.ledger.ready();
+    const [prior] = await run<SettingsRow>(internals.pool, `SELECT * FROM ${s}.auto_top_up WHERE user_id = $1 AND counter_key = $2`, [user, counter]);
+    const packId = input.packId === undefined ? prior?.pack_id : assertId(input.packId, "packId");
+    if (packId === undefined) throw new MeterError("invalid_request", "packId is required the first time.", { field: "packId" });
+    const pack = st.packs.get(packId);
+    if (!pack || pack.counter !== counter) {
+      throw new MeterError("invalid_request", `packId "${packId}" is not a pack of counter "${counter}".`, { field: "packId" });
+    }
+    const threshold = input.threshold === undefined ? prior && Number(prior.threshold) : assertAmount(input.threshold, "threshold");
+    if (threshold === undefined) throw new MeterError("invalid_request", "threshold is required the first time.", { field: "threshold" });
+    const max = input.maxPerPeriod === undefined ? prior && Number(prior.max_per_period) : assertAmount(input.maxPerPeriod, "maxPerPeriod");
+    if (max === undefined) throw new MeterError("invalid_request", "maxPerPeriod is required the first time.", { field: "maxPerPeriod" });
+    if (max < pack.price.amount) {
+      throw new MeterError("invalid_request", `maxPerPeriod (${max}) is less than the pack's price (${pack.price.amount}): no top-up could ever run.`, {
+        field: "maxPerPeriod",
+      });
+    }
+    // Turning it on (again) clears a pause: the user has seen it and chose to go on.
+    const [row] = await run<SettingsRow>(
+      internals.pool,
+      `INSERT INTO ${s}.auto_top_up AS t (user_id, counter_key, enabled, pack_id, threshold, max_per_period)
+       VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (user_id, counter_key) DO UPDATE SET enabled = excluded.enabled, pack_id = excluded.pack_id,
+         threshold = excluded.threshold, max_per_period = excluded.max_per_period, updated_at = now(),
+         status = CASE WHEN excluded.enabled THEN 'active' ELSE t.status END,
+         paused_reason = CASE WHEN excluded.enabled THEN NULL ELSE t.paused_reason END,
+         paused_message = CASE WHEN excluded.enabled THEN NULL ELSE t.paused_message END
+       RETURNING *`,
+      [user, counter, input.enabled, packId, threshold, max],
+    );
+    // Enabling while already below fires at once.
+    if (input.enabled) await observe(user, [counter]);
+    return stateOf(row!);
+  }
 
   async function stateOf(r: SettingsRow): Promise<AutoTopUpState> {
     const pack = stripe?.packs.get(r.pack_id);

@@ -36,6 +36,17 @@ export interface AutoTopUpSettingsInput {
 
 
 
+/** Options of a settings change (`meter.autoTopUp.set` / `disable`). */
+export interface AutoTopUpChangeOptions {
+  /**
+   * Makes the change once: a retry with the same key and the same arguments answers the first
+   * call's state without applying it again (a retried "turn on" does not clear a pause that
+   * happened since); the same key with other arguments is `conflict` (409). Keys are per user
+   * and kept 24 h. `PUT /auto-top-up` passes its `Idempotency-Key` header here. Default: none.
+   */
+  idempotencyKey?: string;
+}
+
 /** Options of one `meter.autoTopUp.run()`. */
 export interface RunAutoTopUpOptions {
   /** Most charges attempted in this run. Default 100. */
@@ -61,9 +72,9 @@ export interface AutoTopUpApi {
   /** Whether a card is saved and each counter's settings (counters never set are absent). */
   get(userId: string): Promise<AutoTopUpStatus>;
   /** Creates or changes one counter's settings; answers the new state. */
-  set(userId: string, input: AutoTopUpSettingsInput): Promise<AutoTopUpState>;
+  set(userId: string, input: AutoTopUpSettingsInput, options?: AutoTopUpChangeOptions): Promise<AutoTopUpState>;
   /** Turns one counter's auto top-up off (settings kept). */
-  disable(userId: string, counter: string): Promise<AutoTopUpState>;
+  disable(userId: string, counter: string, options?: AutoTopUpChangeOptions): Promise<AutoTopUpState>;
   /**
    * A Checkout Session in `setup` mode that saves a card for off-session charges; resolves to
    * its URL. `successUrl` / `cancelUrl` default to `stripe.successUrl` / `stripe.cancelUrl`.

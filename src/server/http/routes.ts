@@ -3,6 +3,7 @@ import type { Meter } from "../createMeter.js";
 import { internalsOf } from "../internals.js";
 import { readBody, readJsonObject, type Shape } from "./body.js";
 import { HISTORY_ROUTES } from "./historyRoutes.js";
+import { idempotencyKey } from "./idempotency.js";
 import { json } from "./respond.js";
 
 /** Who may call a route: the identified browser user, a holder of a secret key, or Stripe. */
@@ -100,7 +101,12 @@ export const ROUTES: Route[] = [
     method: "PUT",
     audience: "browser",
     // The body is the settings; set() refuses unknown fields (a `userId` too) as invalid_request.
-    run: async (c) => json(200, await c.meter.autoTopUp.set(c.userId, (await readJsonObject(c.request, c.maxBodyBytes)) as never), c.headers),
+    // An Idempotency-Key makes it once per key and body (per user), like the other mutations.
+    run: async (c) => {
+      const body = await readJsonObject(c.request, c.maxBodyBytes);
+      const key = idempotencyKey(c.request) ?? undefined;
+      return json(200, await c.meter.autoTopUp.set(c.userId, body as never, { idempotencyKey: key }), c.headers);
+    },
   },
   {
     path: ["auto-top-up", "setup"],

@@ -5,6 +5,7 @@ import { expect, fn, userEvent, waitFor, within } from "storybook/test";
 import { AutoTopUpStatus, MeterProvider } from "../src/react/index.js";
 import { autoTopUpCounter, createFakeAutoTopUp, type FakeAutoTopUpOptions } from "../src/testing/createFakeAutoTopUp.js";
 import { englishIn } from "./messages.js";
+import { expectNoOverflow, narrow } from "./narrow.js";
 import { LANGUAGES } from "./withMeter.js";
 
 declare module "@storybook/react-vite" {
@@ -148,5 +149,15 @@ export const Arabic: Story = {
   play: async ({ canvasElement }) => {
     await within(canvasElement).findByRole("button", { name: "تحديث البطاقة" });
     await expect(englishIn(canvasElement)).toEqual([]);
+  },
+};
+
+/** 340 px wide, in German, paused with its button. */
+export const Narrow: Story = {
+  decorators: [narrow],
+  parameters: { language: "de", autoTopUp: { counters: [autoTopUpCounter({ status: "paused", pausedReason: "requires_action", pausedMessage: null })] } },
+  play: async ({ canvasElement }) => {
+    await within(canvasElement).findByRole("button", { name: "Karte ändern" });
+    await expectNoOverflow(canvasElement);
   },
 };

@@ -2,6 +2,7 @@ import type { Meta, StoryObj } from "@storybook/react-vite";
 import { expect, fn, userEvent, waitFor, within } from "storybook/test";
 import { CreditPacks } from "../src/react/index.js";
 import { englishIn } from "./messages.js";
+import { expectNoOverflow, narrow } from "./narrow.js";
 
 const meta = {
   title: "Components/CreditPacks",
@@ -68,5 +69,15 @@ export const Arabic: Story = {
   play: async ({ canvasElement }) => {
     await expect(await within(canvasElement).findByRole("alert")).toHaveTextContent("تعذّر تحميل الباقات.");
     await expect(englishIn(canvasElement)).toEqual([]);
+  },
+};
+
+/** 340 px wide, in German: each pack's label, amount and price wrap inside its button. */
+export const Narrow: Story = {
+  decorators: [narrow],
+  parameters: { language: "de" },
+  play: async ({ canvasElement }) => {
+    await waitFor(() => expect(canvasElement.querySelector(".mk-packs")).toHaveAttribute("data-state", "ready"));
+    await expectNoOverflow(canvasElement);
   },
 };

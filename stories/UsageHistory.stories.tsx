@@ -3,6 +3,7 @@ import { expect, userEvent, waitFor, within } from "storybook/test";
 import { UsageHistory } from "../src/react/index.js";
 import { sampleEntries } from "../src/testing/createFakeMeter.js";
 import { englishIn } from "./messages.js";
+import { expectNoOverflow, narrow } from "./narrow.js";
 
 const meta = {
   title: "Components/UsageHistory",
@@ -79,5 +80,15 @@ export const Arabic: Story = {
     await within(canvasElement).findByRole("img");
     await waitFor(() => expect(canvasElement.querySelector("tbody tr")).not.toBeNull());
     await expect(englishIn(canvasElement)).toEqual([]);
+  },
+};
+
+/** 340 px wide, in German (long words): the chart scales, the table fits. */
+export const Narrow: Story = {
+  decorators: [narrow],
+  parameters: { language: "de" },
+  play: async ({ canvasElement }) => {
+    await waitFor(() => expect(canvasElement.querySelectorAll("tbody tr").length).toBeGreaterThan(0));
+    await expectNoOverflow(canvasElement);
   },
 };

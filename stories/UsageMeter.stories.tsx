@@ -3,6 +3,7 @@ import { expect, waitFor, within } from "storybook/test";
 import { UsageMeter } from "../src/react/index.js";
 import { counter, sampleUsage } from "../src/testing/createFakeMeter.js";
 import { englishIn } from "./messages.js";
+import { expectNoOverflow, narrow } from "./narrow.js";
 
 const meta = {
   title: "Components/UsageMeter",
@@ -81,5 +82,15 @@ export const Arabic: Story = {
   play: async ({ canvasElement }) => {
     await within(canvasElement).findByRole("meter");
     await expect(englishIn(canvasElement)).toEqual([]);
+  },
+};
+
+/** 340 px wide, in German: the legend wraps. */
+export const Narrow: Story = {
+  decorators: [narrow],
+  parameters: { language: "de", meter: { usage: sampleUsage([counter({ used: 6_160, held: 1_500, granted: 200_000 })]) } },
+  play: async ({ canvasElement }) => {
+    await waitFor(() => expect(canvasElement.querySelector(".mk-meter")).toHaveAttribute("data-state", "ok"));
+    await expectNoOverflow(canvasElement);
   },
 };

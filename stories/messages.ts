@@ -63,6 +63,24 @@ export const de: MeterMessages = {
     adjust: "korrigiert",
     clawback: "zurückgebucht",
   },
+  autoTopUpLoading: "Automatisches Aufladen wird geladen …",
+  autoTopUpError: "Das automatische Aufladen konnte nicht geladen werden.",
+  autoTopUpOff: "Automatisches Aufladen ist aus.",
+  autoTopUpOn: {
+    one: "Automatisches Aufladen ist an: Guthaben wird gekauft, sobald weniger als {threshold} übrig ist.",
+    other: "Automatisches Aufladen ist an: Guthaben wird gekauft, sobald weniger als {threshold} übrig sind.",
+  },
+  autoTopUpInFlight: "Wird aufgeladen …",
+  autoTopUpPaused: "Automatisches Aufladen ist pausiert.",
+  autoTopUpReasons: {
+    card_declined: "Deine Karte wurde abgelehnt.",
+    requires_action: "Deine Bank möchte die Zahlung bestätigen (3-D Secure).",
+    no_payment_method: "Es ist keine Karte gespeichert.",
+    pack_unavailable: "Das gewählte Paket wird nicht mehr angeboten.",
+    payment_failed: "Die Zahlung ist fehlgeschlagen.",
+  },
+  autoTopUpFixCard: "Karte ändern",
+  autoTopUpSaveCard: "Karte speichern",
 };
 
 /** Every string of the kit in Arabic (right to left, six plural categories). */
@@ -131,10 +149,27 @@ export const ar: MeterMessages = {
     adjust: "مُعدَّل",
     clawback: "مسحوب",
   },
+  autoTopUpLoading: "جارٍ تحميل الشحن التلقائي…",
+  autoTopUpError: "تعذّر تحميل الشحن التلقائي.",
+  autoTopUpOff: "الشحن التلقائي متوقف.",
+  // The sentence names no counted noun, so every plural category reads the same.
+  autoTopUpOn: { other: "الشحن التلقائي مفعّل: يُشترى رصيد عندما يقل المتبقي عن {threshold}." },
+
+  autoTopUpInFlight: "جارٍ الشحن…",
+  autoTopUpPaused: "الشحن التلقائي موقوف مؤقتًا.",
+  autoTopUpReasons: {
+    card_declined: "رُفضت بطاقتك.",
+    requires_action: "طلب مصرفك تأكيد الدفع (3-D Secure).",
+    no_payment_method: "لا توجد بطاقة محفوظة.",
+    pack_unavailable: "الباقة المختارة لم تعد متاحة.",
+    payment_failed: "فشل الدفع.",
+  },
+  autoTopUpFixCard: "تحديث البطاقة",
+  autoTopUpSaveCard: "حفظ بطاقة",
 };
 
 /** The kit's English words: none may show (text, names, titles) in a translated story. */
-const ENGLISH = /\b(left|held|used|Loading|Buy|credits?|tokens?|Not now|Try again|Unlimited|limit|packs?|[Rr]enews?|Today|entries|Time|Amount|Model|charged|returned|Running low|Used up)\b/;
+const ENGLISH = /\b(left|held|used|Loading|Buy|credits?|tokens?|Not now|Try again|Unlimited|limit|packs?|[Rr]enews?|Today|entries|Time|Amount|Model|charged|returned|Running low|Used up|Auto top-up|Topping up|card|paused|declined|bank|Save|Update)\b/;
 
 /** Fails if `root` shows or names anything in English (visible text, aria-label, title, aria-valuetext). */
 export function englishIn(root: Element): string[] {

@@ -31,7 +31,8 @@ declare module "@storybook/react-vite" {
   }
 }
 
-const LANGUAGES = { de: { locale: "de-DE", messages: de, dir: "ltr" }, ar: { locale: "ar-EG", messages: ar, dir: "rtl" } } as const;
+/** The story languages: locale, every message translated, and the text direction. */
+export const LANGUAGES = { de: { locale: "de-DE", messages: de, dir: "ltr" }, ar: { locale: "ar-EG", messages: ar, dir: "rtl" } } as const;
 
 export const withMeter: Decorator = (Story, { parameters }) => {
   const options: MeterParameters = parameters.meter ?? {};

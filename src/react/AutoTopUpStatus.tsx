@@ -1,71 +1,81 @@
-import { forwardRef, type HTMLAttributes } from "react";
+import { forwardRef, type HTMLAttributes, type ReactNode } from "react";
+import { useMeterContext, useMessages } from "./context.js";
 import { cx } from "./cx.js";
-import { useAutoTopUp, type AutoTopUpCounterState, type AutoTopUpPauseReason, type UseAutoTopUpOptions } from "./useAutoTopUp.js";
+import { fill, plural, type MeterMessages } from "./messages.js";
+import { useAutoTopUp, type UseAutoTopUpOptions } from "./useAutoTopUp.js";
 
-/** The strings of `AutoTopUpStatus` (English defaults). */
-export interface AutoTopUpStatusLabels {
-  loading: string;
-  off: string;
-  active: (state: AutoTopUpCounterState) => string;
-  inFlight: string;
-  paused: string;
-  reasons: Record<AutoTopUpPauseReason, string>;
-  fixCard: string;
-  saveCard: string;
-  error: string;
-}
-
-const DEFAULT_LABELS: AutoTopUpStatusLabels = {
-  loading: "Loading auto top-up…",
-  off: "Auto top-up is off.",
-  active: (s) => `Auto top-up is on: credits are bought when fewer than ${s.threshold.toLocaleString("en-US")} remain.`,
-  inFlight: "Topping up…",
-  paused: "Auto top-up is paused.",
-  reasons: {
+export const AUTO_TOP_UP_MESSAGES = {
+  autoTopUpLoading: "Loading auto top-up…",
+  autoTopUpError: "Auto top-up could not be loaded.",
+  autoTopUpOff: "Auto top-up is off.",
+  autoTopUpOn: { other: "Auto top-up is on: credits are bought when fewer than {threshold} remain." },
+  autoTopUpInFlight: "Topping up…",
+  autoTopUpPaused: "Auto top-up is paused.",
+  autoTopUpReasons: {
     card_declined: "Your card was declined.",
     requires_action: "Your bank asked to confirm the payment (3-D Secure).",
     no_payment_method: "No card is saved.",
     pack_unavailable: "The chosen pack is no longer on sale.",
     payment_failed: "The payment failed.",
   },
-  fixCard: "Update card",
-  saveCard: "Save a card",
-  error: "Auto top-up could not be loaded.",
-};
+  autoTopUpFixCard: "Update card",
+  autoTopUpSaveCard: "Save a card",
+  retry: "Try again",
+} satisfies Partial<MeterMessages>;
+
+/** The `data-state` of `AutoTopUpStatus`. */
+export type AutoTopUpStatusState = "loading" | "error" | "off" | "active" | "paused";
 
 export interface AutoTopUpStatusProps extends Omit<HTMLAttributes<HTMLDivElement>, "children">, Omit<UseAutoTopUpOptions, "enabled"> {
-  /** Replace some or all built-in strings. Default: English. */
-  labels?: Partial<AutoTopUpStatusLabels>;
+  /** BCP 47 locale for the threshold. Default: the provider's. */
+  locale?: string;
 }
 
 /**
  * Shows the signed-in user's auto top-up: off, on, or paused with the reason and a button to fix
- * the card (Checkout in setup mode). `data-state` is `loading`, `error`, `off`, `active` or `paused`.
+ * the card (Checkout in setup mode). `data-state` is `loading`, `error`, `off`, `active` or
+ * `paused`. Its strings are the provider's `autoTopUp…` messages.
  */
 export const AutoTopUpStatus = forwardRef<HTMLDivElement, AutoTopUpStatusProps>(function AutoTopUpStatus(
-  { counter, queryClient, navigate, successUrl, cancelUrl, labels, className, ...rest },
+  { counter, queryClient, navigate, successUrl, cancelUrl, locale: localeProp, className, ...rest },
   ref,
 ) {
-  const l = { ...DEFAULT_LABELS, ...labels, reasons: { ...DEFAULT_LABELS.reasons, ...labels?.reasons } };
-  const { state, status, data, saveCard, isSavingCard } = useAutoTopUp({ counter, queryClient, navigate, successUrl, cancelUrl });
-  const view = status === "pending" ? "loading" : status === "error" ? "error" : (state?.status ?? "off");
-  let text: string;
-  if (view === "loading") text = l.loading;
-  else if (view === "error") text = l.error;
-  else if (view === "paused") text = `${l.paused} ${state?.pausedReason ? l.reasons[state.pausedReason] : (state?.pausedMessage ?? "")}`.trim();
-  else if (view === "active") text = state!.inFlight ? `${l.active(state!)} ${l.inFlight}` : l.active(state!);
-  else text = l.off;
-  const showFix = view === "paused" || (view === "active" && data?.paymentMethodSaved === false);
-  return (
-    <div ref={ref} className={cx("mk-auto-top-up", className)} data-state={view} {...rest}>
+  const ctx = useMeterContext("AutoTopUpStatus");
+  const t = useMessages(ctx, AUTO_TOP_UP_MESSAGES);
+  const locale = localeProp ?? ctx.locale;
+  const { state, status, data, saveCard, isSavingCard, refetch } = useAutoTopUp({ counter, queryClient, navigate, successUrl, cancelUrl });
+  const view: AutoTopUpStatusState = status == "success" ? (state?.status ?? "off") : status == "pending" ? "loading" : "error";
+  const root = (children: ReactNode) => (
+    <div {...rest} ref={ref} className={cx("mk-auto-top-up", className)} data-state={view} aria-busy={view == "loading" || undefined}>
+      {children}
+    </div>
+  );
+  if (view == "error")
+    return root(
+      <p role="alert" className="mk-auto-top-up__text">
+        {t.autoTopUpError}{" "}
+        <button type="button" className="mk-retry" onClick={() => void refetch()}>
+          {t.retry}
+        </button>
+      </p>,
+    );
+  const threshold = state?.threshold ?? 0;
+  // The server's `pausedMessage` is English (Stripe's words): shown only for a pause without a known reason.
+  const text =
+    view == "loading" ? t.autoTopUpLoading
+    : view == "off" ? t.autoTopUpOff
+    : view == "paused" ? <>{t.autoTopUpPaused} {state!.pausedReason ? t.autoTopUpReasons[state!.pausedReason] : state!.pausedMessage}</>
+    : <>{fill(plural(t.autoTopUpOn, threshold, locale), { threshold: new Intl.NumberFormat(locale).format(threshold) })}{state!.inFlight && <> {t.autoTopUpInFlight}</>}</>;
+  return root(
+    <>
       <p role="status" aria-live="polite" className="mk-auto-top-up__text">
         {text}
       </p>
-      {showFix ? (
+      {(view == "paused" || (view == "active" && data?.paymentMethodSaved === false)) && (
         <button type="button" className="mk-auto-top-up__fix" onClick={() => void saveCard().catch(() => {})} disabled={isSavingCard} aria-busy={isSavingCard || undefined}>
-          {data?.paymentMethodSaved ? l.fixCard : l.saveCard}
+          {data?.paymentMethodSaved ? t.autoTopUpFixCard : t.autoTopUpSaveCard}
         </button>
-      ) : null}
-    </div>
+      )}
+    </>,
   );
 });

@@ -73,26 +73,22 @@ export const BalanceBadge = forwardRef<HTMLSpanElement, BalanceBadgeProps>(funct
 ) {
   const ctx = useMeterContext("BalanceBadge");
   const t = useMessages(ctx, BADGE_MESSAGES);
-  const { counter, status } = useCounter(key, { queryClient, lowThreshold });
+  const { counter: c, status } = useCounter(key, { queryClient, lowThreshold });
   const locale = localeProp ?? ctx.locale;
-  const state: BalanceBadgeState = counter?.level ?? (status == "pending" ? "loading" : "error");
+  const state: BalanceBadgeState = c?.level ?? (status == "pending" ? "loading" : "error");
 
   let label: ReactNode = status == "pending" ? t.badgeLoading : t.badgeError;
   let held = "";
   let title: string | undefined;
-  if (counter) {
-    const fmt = (n: number, c = compact) => formatAmount(n, counter.unit, { locale, currency: counter.currency, compact: c, units: t.units });
-    const remaining = counter.unlimited ? t.unlimited : fmt(counter.remaining);
-    label = formatLabel ? formatLabel({ counter, remaining, held: fmt(counter.held) }) : counter.unlimited ? remaining : fill(t.badgeLabel, { remaining });
-    if (showHeld && counter.held) held = fill(t.badgeHeld, { held: fmt(counter.held) }, true);
-    // The tooltip spells numbers out in full even when the badge is compact.
-    title = [
-      fill(t.badgeTitle, { label: t.labels[counter.key] ?? counter.label, used: fmt(counter.used, false), total: counter.unlimited ? remaining : fmt(counter.total, false) }, true),
-      counter.held && fill(t.badgeTitleHeld, { held: fmt(counter.held, false) }, true),
-      counter.periodEnd && fill(t.badgeTitleRenews, { date: formatDate(counter.periodEnd, locale) }, true),
-    ]
-      .filter(Boolean)
-      .join(" · ");
+  if (c) {
+    // The tooltip (full = true) spells numbers out in full even when the badge is compact.
+    const fmt = (n: number, full?: boolean) => formatAmount(n, c.unit, { locale, currency: c.currency, compact: full ? false : compact, units: t.units });
+    const remaining = c.unlimited ? t.unlimited : fmt(c.remaining);
+    label = formatLabel ? formatLabel({ counter: c, remaining, held: fmt(c.held) }) : c.unlimited ? remaining : fill(t.badgeLabel, { remaining });
+    if (showHeld && c.held) held = fill(t.badgeHeld, { held: fmt(c.held) }, true);
+    title = fill(t.badgeTitle, { label: t.labels[c.key] ?? c.label, used: fmt(c.used, true), total: c.unlimited ? remaining : fmt(c.total, true) }, true);
+    if (c.held) title += " · " + fill(t.badgeTitleHeld, { held: fmt(c.held, true) }, true);
+    if (c.periodEnd) title += " · " + fill(t.badgeTitleRenews, { date: formatDate(c.periodEnd, locale) }, true);
   }
   const stateText = state == "low" ? t.stateLow : state == "empty" ? t.stateEmpty : "";
 
@@ -103,7 +99,7 @@ export const BalanceBadge = forwardRef<HTMLSpanElement, BalanceBadgeProps>(funct
   const lastState = useRef<BalanceBadgeState>(undefined);
   const visible = title ?? label;
   useEffect(() => {
-    const next = [textRef.current!.firstChild?.textContent ?? "", stateText].filter(Boolean).join(". ");
+    const next = textRef.current!.firstChild!.textContent + (stateText && ". " + stateText);
     // The first text and a new state (loaded, low, empty) are news at once; a ticking number
     // waits until it has settled for `announceDelay`.
     const now = lastState.current !== state;

@@ -38,13 +38,13 @@ export type CounterView = Omit<WireCounterUsage, "periodStart" | "periodEnd" | "
 export const DEFAULT_LOW_THRESHOLD = 0.1;
 
 export function toCounterView(c: WireCounterUsage, lowThreshold = DEFAULT_LOW_THRESHOLD): CounterView {
-  const unlimited = c.quota === null || c.remaining === null;
-  const total = unlimited ? null : c.quota! + c.granted;
-  const left = c.remaining!;
+  const { quota, remaining: left, periodStart, periodEnd } = c;
+  const unlimited = quota === null || left === null;
+  const total = unlimited ? null : quota + c.granted;
   return {
     ...c,
-    periodStart: c.periodStart ? new Date(c.periodStart) : null,
-    periodEnd: c.periodEnd ? new Date(c.periodEnd) : null,
+    periodStart: periodStart ? new Date(periodStart) : null,
+    periodEnd: periodEnd ? new Date(periodEnd) : null,
     unlimited,
     total,
     fractionUsed: unlimited ? 0 : total! > 0 ? Math.min(1, (c.used + c.held) / total!) : 1,

@@ -40,6 +40,6 @@ export { formatAmount } from "./format.js";
 export type { FormatAmountOptions } from "./format.js";
 export { meterKeys } from "./queryKeys.js";
 export { AutoTopUpStatus } from "./AutoTopUpStatus.js";
-export type { AutoTopUpStatusProps, AutoTopUpStatusLabels } from "./AutoTopUpStatus.js";
+export type { AutoTopUpStatusProps, AutoTopUpStatusState } from "./AutoTopUpStatus.js";
 export { useAutoTopUp, autoTopUpKey } from "./useAutoTopUp.js";
 export type { UseAutoTopUpOptions, UseAutoTopUpResult, AutoTopUpData, AutoTopUpCounterState, AutoTopUpUpdate, AutoTopUpPauseReason } from "./useAutoTopUp.js";

@@ -1,4 +1,5 @@
 import { createElement, Fragment, type ReactNode } from "react";
+import type { AutoTopUpPauseReason } from "../core/autoTopUp.js";
 import type { EntryKind } from "./useEntries.js";
 
 /**
@@ -126,6 +127,33 @@ export interface MeterMessages {
    * gives back (shown as its own row). Default: `reserve` → `"held"`, `commit` → `"charged"`, …
    */
   kinds: Record<EntryKind | "returned", string>;
+
+  /** Default `"Loading auto top-up…"`. */
+  autoTopUpLoading: string;
+  /** Default `"Auto top-up could not be loaded."` (with the `retry` button). */
+  autoTopUpError: string;
+  /** Default `"Auto top-up is off."`. */
+  autoTopUpOff: string;
+  /**
+   * Auto top-up is on, by the plural category of the threshold. `{threshold}` (in the counter's
+   * unit). Default `{ other: "Auto top-up is on: credits are bought when fewer than {threshold} remain." }`.
+   */
+  autoTopUpOn: PluralText;
+  /** Added while a charge is under way. Default `"Topping up…"`. */
+  autoTopUpInFlight: string;
+  /** Default `"Auto top-up is paused."`, followed by the reason. */
+  autoTopUpPaused: string;
+  /**
+   * Why auto top-up paused. Default: `card_declined` → `"Your card was declined."`,
+   * `requires_action` → `"Your bank asked to confirm the payment (3-D Secure)."`,
+   * `no_payment_method` → `"No card is saved."`, `pack_unavailable` → `"The chosen pack is no
+   * longer on sale."`, `payment_failed` → `"The payment failed."`.
+   */
+  autoTopUpReasons: Record<AutoTopUpPauseReason, string>;
+  /** The button that replaces the saved card. Default `"Update card"`. */
+  autoTopUpFixCard: string;
+  /** The button when no card is saved yet. Default `"Save a card"`. */
+  autoTopUpSaveCard: string;
 }
 
 /** What `MeterProvider` takes: any subset; the rest stays English. */

@@ -43,6 +43,8 @@ export interface UseAutoTopUpResult {
   state: AutoTopUpCounterState | null;
   status: "pending" | "error" | "success";
   error: Error | null;
+  /** Fetches `GET /auto-top-up` again (the retry of a load error). */
+  refetch: () => Promise<unknown>;
   /** `PUT /auto-top-up`; resolves with the new state and refreshes the query. */
   update: (input: AutoTopUpUpdate) => Promise<AutoTopUpCounterState>;
   isUpdating: boolean;
@@ -83,6 +85,7 @@ export function useAutoTopUp({ counter, enabled = true, queryClient, navigate, s
     state,
     status: query.status,
     error: query.error ?? put.error ?? setup.error,
+    refetch: query.refetch,
     update: put.mutateAsync,
     isUpdating: put.isPending,
     saveCard,

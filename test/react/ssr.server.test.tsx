@@ -2,8 +2,8 @@
 import { QueryClient } from "@tanstack/react-query";
 import { renderToString } from "react-dom/server";
 import { describe, expect, it } from "vitest";
-import { BalanceBadge, BuyCreditsButton, CreditPacks, LimitReachedDialog, MeterProvider, UsageHistory, UsageMeter, meterKeys } from "../../src/react/index.js";
-import { counter, sampleEntries, sampleHistory, samplePacks, sampleUsage } from "../../src/testing/index.js";
+import { AutoTopUpStatus, BalanceBadge, BuyCreditsButton, CreditPacks, LimitReachedDialog, MeterProvider, UsageHistory, UsageMeter, autoTopUpKey, meterKeys } from "../../src/react/index.js";
+import { autoTopUpCounter, counter, sampleEntries, sampleHistory, samplePacks, sampleUsage } from "../../src/testing/index.js";
 
 export function renderApp(queryClient: QueryClient) {
   return renderToString(
@@ -72,5 +72,22 @@ describe("server rendering", () => {
     expect(html).toContain("Lade Pakete…");
     expect(html).toContain("Lade Verlauf…");
     expect(html.match(/data-state="loading"/g)).toHaveLength(3);
+  });
+
+  it("renders AutoTopUpStatus from a filled cache, and loading from an empty one, in the provider's language", () => {
+    const render = (queryClient: QueryClient) =>
+      renderToString(
+        <MeterProvider baseUrl="/api/meter" queryClient={queryClient} locale="de-DE" messages={{ autoTopUpLoading: "Lade…", autoTopUpOn: { other: "An unter {threshold}." } }}>
+          <AutoTopUpStatus />
+        </MeterProvider>,
+      );
+    const queryClient = new QueryClient();
+    queryClient.setQueryData(autoTopUpKey("/api/meter"), { paymentMethodSaved: true, counters: [autoTopUpCounter({ threshold: 5_000 })] });
+    const html = render(queryClient);
+    expect(html).toContain('data-state="active"');
+    expect(html).toContain("An unter <bdi>5.000</bdi>.");
+    const loading = render(new QueryClient());
+    expect(loading).toContain('data-state="loading"');
+    expect(loading).toContain("Lade…");
   });
 });

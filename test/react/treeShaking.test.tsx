@@ -29,7 +29,7 @@ describe("tree shaking: a component pulls in only what it renders", () => {
   it("the badge brings no dialog, packs, meter, history or limit store", async () => {
     const files = await bundled("MeterProvider, BalanceBadge");
     expect(files).toContain("BalanceBadge.tsx");
-    for (const other of ["LimitReachedDialog.tsx", "Modal.tsx", "CreditPacks.tsx", "BuyCreditsButton.tsx", "UsageMeter.tsx", "UsageHistory.tsx", "limitReachedStore.ts", "useEntries.ts"]) {
+    for (const other of ["LimitReachedDialog.tsx", "Modal.tsx", "CreditPacks.tsx", "BuyCreditsButton.tsx", "UsageMeter.tsx", "UsageHistory.tsx", "limitReachedStore.ts", "useEntries.ts", "useCheckout.ts", "AutoTopUpStatus.tsx", "useAutoTopUp.ts"]) {
       expect(files).not.toContain(other);
     }
   });
@@ -62,5 +62,11 @@ describe("tree shaking: a component pulls in only what it renders", () => {
     const files = await bundled("MeterProvider, LimitReachedDialog");
     expect(files).toEqual(expect.arrayContaining(["LimitReachedDialog.tsx", "Modal.tsx", "CreditPacks.tsx", "limitReachedStore.ts"]));
     for (const other of ["BalanceBadge.tsx", "UsageMeter.tsx", "UsageHistory.tsx"]) expect(files).not.toContain(other);
+  });
+
+  it("AutoTopUpStatus brings its hook and nothing of the usage components", async () => {
+    const files = await bundled("MeterProvider, AutoTopUpStatus");
+    expect(files).toEqual(expect.arrayContaining(["AutoTopUpStatus.tsx", "useAutoTopUp.ts"]));
+    for (const other of ["BalanceBadge.tsx", "UsageMeter.tsx", "UsageHistory.tsx", "CreditPacks.tsx", "LimitReachedDialog.tsx", "useUsage.ts", "format.ts"]) expect(files).not.toContain(other);
   });
 });

@@ -48,24 +48,9 @@ export const NOT_PRUNED_YET: Exception[] = [
     fix: H16_SQL,
   },
   {
-    statement: /^UPDATE holds SET [\s\S]* WHERE id = h\.id/,
-    why: "op_resolve / track's refund update the hold they just read by id alone. Minimal change: `WHERE user_id = h.user_id AND id = h.id`.",
-    fix: H16_SQL,
-  },
-  {
     statement: /FROM grants WHERE id = p\.grant_id|^UPDATE grants SET remaining = remaining - take WHERE id = g\.id/,
     why: "stripe_apply_clawback reads and updates the pack's grant by id alone. Minimal change: `AND user_id = p.user_id` (the payment's user) / `AND user_id = g.user_id`.",
     fix: H16_SQL + " — if 0030 re-defines stripe_apply_clawback; else one more CREATE OR REPLACE",
-  },
-  {
-    statement: /FROM "meterkit"\.holds WHERE id = \$1/,
-    why: "meter.reservation(id) (src/server/ledger/reservation.ts) reads a hold by id alone. Minimal change: the same id routing as op_resolve (then `WHERE user_id = $2 AND id = $1`).",
-    fix: "not claimed yet: follows the id routing of h16-sql",
-  },
-  {
-    statement: /LEFT JOIN "meterkit"\.holds h ON e\.kind = 'reserve' AND h\.id = e\.hold_id/,
-    why: "meter.entries() (src/server/ledger/history.ts) joins a reserve entry to its hold by hold id alone. Minimal change: `AND h.user_id = e.user_id` in the join.",
-    fix: "not claimed yet: one line in src/server/ledger/history.ts",
   },
   {
     statement: /\$1::text IS NULL OR/,

@@ -57,6 +57,13 @@ afterAll(async () => {
 });
 
 describe("the batched path", () => {
+  test("createMeter refuses a batch option that is not a boolean or sane { maxSize, concurrency }", () => {
+    const make = (batch: unknown) => () => createMeter({ database: db.url, plans: PLANS, sweepInterval: 0, batch: batch as CreateMeterOptions["batch"] });
+    for (const bad of [{ maxSize: 0 }, { concurrency: 1.5 }, { maxSize: 20_000 }, "yes", null]) {
+      expect(make(bad)).toThrow(expect.objectContaining({ code: "invalid_request" }));
+    }
+  });
+
   test("a lone call on an idle meter leaves at once as the plain statement (no batch, no timer)", async () => {
     const { meter, sent } = recordedMeter({ batch: true });
     await meter.usage("lone"); // config sync and a first connection out of the way

@@ -152,21 +152,23 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
       { mode: "meterkit/client over HTTP", run: pair(client, false) }, // the client sends its own keys
       { mode: "direct meter, no key", run: pair(meter, false) },
     ];
-    const runs = new Map<string, { rates: number[]; latencies: number[] }>();
-    const connectionsBefore = (await server.ask()).connections;
+    const runs = new Map<string, { rates: number[]; latencies: number[]; connections: number[] }>();
     for (let rep = 0; rep < REPETITIONS; rep++) {
       for (const clients of CLIENTS) {
         for (const { mode, run } of modes) {
-          if (rep === 0) await loadFor(clients, 500, run); // warm-up: JIT, pools, keep-alive sockets
+          // Warm-up (JIT, pools, keep-alive sockets); the client's idle sockets close after 4 s,
+          // so the HTTP runs warm up again after the direct runs in between.
+          await loadFor(clients, 500, run);
+          const before = (await server.ask()).connections;
           const r = await loadFor(clients, SECONDS * 1000, run);
-          const cell = runs.get(`${mode}|${clients}`) ?? { rates: [], latencies: [] };
+          const cell = runs.get(`${mode}|${clients}`) ?? { rates: [], latencies: [], connections: [] };
           cell.rates.push(r.ops / r.seconds);
           cell.latencies.push(...r.latencies);
+          cell.connections.push((await server.ask()).connections - before);
           runs.set(`${mode}|${clients}`, cell);
         }
       }
     }
-    const connections = (await server.ask()).connections - connectionsBefore;
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const rows: Array<Record<string, string | number>> = [];
     const ratios: Array<Record<string, string | number>> = [];
@@ -187,7 +189,8 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
     }
     table(`reserve+commit: remote client over HTTP vs direct (${REPETITIONS} × ${SECONDS} s per cell, interleaved; p50/p99 over all repetitions)`, rows);
     table("ratio of medians (goal ≥ 0.5 at 32 clients)", ratios);
-    console.log(`\nTCP connections the server accepted during the runs: ${connections} (keep-alive: at most ${Math.max(...CLIENTS)})`);
+    const opened = CLIENTS.map((c) => `${c} clients: ${runs.get(`${modes[1]!.mode}|${c}`)!.connections.join(", ")}`).join("; ");
+    console.log(`\nnew TCP connections during the timed HTTP runs (keep-alive: none once warm): ${opened}`);
 
     // (2) Live fan-out.
     const before = await server.ask();

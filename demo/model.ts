@@ -171,3 +171,66 @@ function hash(text: string): number {
   }
   return h >>> 0;
 }
+
+/** The wire format the simulated model speaks (the chat page's "Model API" select). */
+export type ModelShape = "chat" | "responses" | "anthropic";
+
+/** The request fields the simulated Responses and Anthropic shapes read. */
+export interface SimulatedShapeParams {
+  model: string;
+  messages: readonly ChatMessageLike[];
+  max_tokens: number;
+}
+
+/**
+ * The same simulated reply as an OpenAI Responses API stream: `response.created`,
+ * `response.output_text.delta` per word, `response.completed` with the response's usage
+ * (`input_tokens`, `output_tokens` and their details), as `client.responses.create({ stream: true })` yields them.
+ */
+export async function* simulatedResponses(params: SimulatedShapeParams, options: SimulatedModelOptions): AsyncGenerator<Record<string, unknown>> {
+  const { pieces, finishReason } = plannedReply(params);
+  const id = `resp_demo_${hash(JSON.stringify(params.messages)).toString(36)}`;
+  let seq = 0;
+  const ev = (type: string, data: Record<string, unknown>) => ({ type, sequence_number: seq++, ...data });
+  const text = pieces.join("");
+  const usage = {
+    input_tokens: estimateChatTokens(params.messages, { model: params.model }),
+    input_tokens_details: { cached_tokens: 0 },
+    output_tokens: countTokens(text, { model: params.model }),
+    output_tokens_details: { reasoning_tokens: 0 },
+  };
+  const response = (status: string, withUsage: boolean) => ({ id, object: "response", status, model: params.model, output: [], usage: withUsage ? usage : null });
+  await sleep(options.wordMs * 8, options.signal);
+  yield ev("response.created", { response: response("in_progress", false) });
+  for (let i = 0; i < pieces.length; i++) {
+    yield ev("response.output_text.delta", { item_id: `msg_${id}`, output_index: 0, content_index: 0, delta: pieces[i]! });
+    await sleep(wordDelay(options.wordMs, i, pieces[i]!), options.signal);
+  }
+  const done = finishReason === "length" ? "response.incomplete" : "response.completed";
+  yield ev(done, { response: response(finishReason === "length" ? "incomplete" : "completed", true) });
+}
+
+/**
+ * The same simulated reply as an Anthropic Messages stream: `message_start` (input usage),
+ * `content_block_delta` per word, `message_delta` (output usage and stop reason), `message_stop`,
+ * as `anthropic.messages.create({ stream: true })` yields them.
+ */
+export async function* simulatedMessages(params: SimulatedShapeParams, options: SimulatedModelOptions): AsyncGenerator<Record<string, unknown>> {
+  const { pieces, finishReason } = plannedReply(params);
+  const id = `msg_demo_${hash(JSON.stringify(params.messages)).toString(36)}`;
+  const input_tokens = estimateChatTokens(params.messages, { model: params.model });
+  await sleep(options.wordMs * 8, options.signal);
+  yield {
+    type: "message_start",
+    message: { id, type: "message", role: "assistant", model: params.model, content: [], usage: { input_tokens, cache_read_input_tokens: 0, cache_creation_input_tokens: 0, output_tokens: 1 } },
+  };
+  yield { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } };
+  for (let i = 0; i < pieces.length; i++) {
+    yield { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: pieces[i]! } };
+    await sleep(wordDelay(options.wordMs, i, pieces[i]!), options.signal);
+  }
+  yield { type: "content_block_stop", index: 0 };
+  const stop_reason = finishReason === "length" ? "max_tokens" : "end_turn";
+  yield { type: "message_delta", delta: { stop_reason, stop_sequence: null }, usage: { output_tokens: countTokens(pieces.join(""), { model: params.model }) } };
+  yield { type: "message_stop" };
+}

@@ -8,10 +8,19 @@ export interface ChatPageProps {
   model: string;
 }
 
+/** The wire formats the simulated model can speak; the server meters each with its wrapper. */
+const MODEL_SHAPES: ReadonlyArray<readonly [string, string]> = [
+  ["chat", "OpenAI Chat Completions"],
+  ["responses", "OpenAI Responses"],
+  ["anthropic", "Anthropic Messages"],
+];
+
 /** The chat: the conversation, what each reply held and cost, and the composer with Stop. */
 export function ChatPage({ chat, model }: ChatPageProps) {
   const [draft, setDraft] = useState("");
   const [maxTokens, setMaxTokens] = useState<number>(DEFAULT_REPLY_LIMIT);
+  const [shape, setShape] = useState<string>("chat");
+  const shapeId = useId();
   const input = useRef<HTMLTextAreaElement>(null);
   const end = useRef<HTMLDivElement>(null);
   const limitId = useId();
@@ -27,7 +36,7 @@ export function ChatPage({ chat, model }: ChatPageProps) {
     const prompt = text.trim();
     if (!prompt || chat.busy) return;
     setDraft("");
-    const result = await chat.send(prompt, maxTokens);
+    const result = await chat.send(prompt, maxTokens, shape);
     // Not enough tokens: keep the prompt, so it can be sent again after buying.
     if (result === "refused") setDraft(prompt);
     input.current?.focus();
@@ -103,6 +112,16 @@ export function ChatPage({ chat, model }: ChatPageProps) {
               {REPLY_LIMITS.map((n) => (
                 <option key={n} value={n}>
                   {num(n)} tokens
+                </option>
+              ))}
+            </select>
+          </label>
+          <label htmlFor={shapeId} className="demo-limit">
+            Model API
+            <select id={shapeId} value={shape} onChange={(e) => setShape(e.target.value)}>
+              {MODEL_SHAPES.map(([value, label]) => (
+                <option key={value} value={value}>
+                  {label}
                 </option>
               ))}
             </select>

@@ -33,7 +33,8 @@ export interface UseChatResult {
   busy: boolean;
   /** Why the last prompt was not sent (not enough tokens, an error), for the composer. */
   notice: string | null;
-  send: (prompt: string, maxTokens: number) => Promise<"sent" | "refused">;
+  /** `shape`: the wire format the simulated model speaks (`"chat"`, `"responses"`, `"anthropic"`). Default `"chat"`. */
+  send: (prompt: string, maxTokens: number, shape?: string) => Promise<"sent" | "refused">;
   stop: () => void;
   clear: () => void;
   /** Sets or clears the notice above the composer. */
@@ -62,7 +63,7 @@ export function useChat(): UseChatResult {
   }, []);
 
   const send = useCallback(
-    async (prompt: string, maxTokens: number): Promise<"sent" | "refused"> => {
+    async (prompt: string, maxTokens: number, shape = "chat"): Promise<"sent" | "refused"> => {
       // The conversation so far: every turn the user saw, stopped replies as far as they got.
       const turns = history.current
         .filter((m) => m.content && (m.role === "user" || m.status === "done" || m.status === "stopped"))
@@ -79,7 +80,7 @@ export function useChat(): UseChatResult {
         const res = await meteredFetch("/api/chat", {
           method: "POST",
           headers: { "content-type": "application/json" },
-          body: JSON.stringify({ messages: [...turns, { role: "user", content: prompt }], maxTokens }),
+          body: JSON.stringify({ messages: [...turns, { role: "user", content: prompt }], maxTokens, shape }),
           signal: abort.signal,
         });
         if (!res.ok || !res.body) {

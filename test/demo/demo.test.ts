@@ -196,4 +196,24 @@ describe("the demo, end to end in Chromium", () => {
     expect(Number(await page.locator(".demo-chart-bar-today").getAttribute("height"))).toBeGreaterThan(0);
     await shot("08-usage");
   }, 120_000);
+
+  test("the simulated model speaks the OpenAI Responses and Anthropic Messages formats too; each reply is metered by its wrapper and moves the balance", async () => {
+    for (const [i, shape] of ["OpenAI Responses", "Anthropic Messages"].entries()) {
+      // A fresh page: a fresh conversation of the system prompt and one question.
+      await page.goto(url);
+      await expect.poll(balance, { timeout: 15_000 }).toBeGreaterThan(400);
+      const before = await balance();
+      await page.getByLabel("Model API").selectOption({ label: shape });
+      const prompt = "Write a poem";
+      await send(prompt, 300);
+      await textOf(costs().first(), "Charged", 20_000);
+      const reply = (await replies().first().textContent())!;
+      expect(reply).toBe(plannedReply({ model: DEMO_MODEL, messages: [{ role: "user", content: prompt }], max_tokens: 300 }).pieces.join(""));
+      const conversation: ChatMessageLike[] = [{ role: "system", content: SYSTEM_PROMPT }, { role: "user", content: prompt }];
+      const charged = estimateChatTokens(conversation, { model: DEMO_MODEL }) + countTokens(reply, { model: DEMO_MODEL });
+      expect(await costs().first().getAttribute("data-charged")).toBe(String(charged));
+      await expect.poll(balance, { timeout: 10_000 }).toBe(before - charged);
+      await shot(`09-shape-${i + 1}`);
+    }
+  }, 90_000);
 });

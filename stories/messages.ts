@@ -159,7 +159,8 @@ export const ar: MeterMessages = {
   autoTopUpPaused: "الشحن التلقائي موقوف مؤقتًا.",
   autoTopUpReasons: {
     card_declined: "رُفضت بطاقتك.",
-    requires_action: "طلب مصرفك تأكيد الدفع (3-D Secure).",
+    // The Latin name sits in isolates (FSI … PDI), or right-to-left layout shows "(D Secure-3)".
+    requires_action: "طلب مصرفك تأكيد الدفع (\u20683-D Secure\u2069).",
     no_payment_method: "لا توجد بطاقة محفوظة.",
     pack_unavailable: "الباقة المختارة لم تعد متاحة.",
     payment_failed: "فشل الدفع.",

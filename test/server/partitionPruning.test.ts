@@ -30,34 +30,12 @@ interface Exception {
   fix: string;
 }
 
-const H16_SQL = "fixed by the h16-sql branch (migration 0030: every statement filters by user_id, a reservation id routes to its user)";
-
 /**
- * Statements that cannot prune on today's SQL. Emptied as the SQL is fixed: an entry that no
- * longer matches any statement fails the last test, so this list never outlives its reason.
+ * Statements that cannot prune yet, with the reason and the smallest fix: empty since
+ * migrations 0030 and 0036 (docs/scale.md lists the seven it held). An entry that no longer
+ * matches any statement fails the last test, so this list never outlives its reason.
  */
-export const NOT_PRUNED_YET: Exception[] = [
-  {
-    statement: /FROM holds WHERE id = p_hold_id/,
-    why: "op_resolve / op_resolve_multi find a hold by its id alone: a reservation id does not say whose it is. Minimal change: a reservation id that carries its user (or its user's hash), or commit/release taking the user, so the lookup reads `WHERE user_id = $user AND id = $id`.",
-    fix: H16_SQL,
-  },
-  {
-    statement: /FROM holds WHERE group_id = p_(group|hold_id)/,
-    why: "op_resolve_multi finds the parts of a multi-counter reservation by group id alone. Minimal change: as above, plus `AND user_id = <the reservation's user>`.",
-    fix: H16_SQL,
-  },
-  {
-    statement: /FROM grants WHERE id = p\.grant_id|^UPDATE grants SET remaining = remaining - take WHERE id = g\.id/,
-    why: "stripe_apply_clawback reads and updates the pack's grant by id alone. Minimal change: `AND user_id = p.user_id` (the payment's user) / `AND user_id = g.user_id`.",
-    fix: H16_SQL + " — if 0030 re-defines stripe_apply_clawback; else one more CREATE OR REPLACE",
-  },
-  {
-    statement: /\$1::text IS NULL OR/,
-    why: "meter.audit(userId) (src/server/ledger/audit.ts) filters with `($1::text IS NULL OR user_id = $1)`, one statement for one user and for all; a generic plan cannot prune on it. Minimal change: a per-user variant of the statement with `user_id = $1`.",
-    fix: "not claimed yet: src/server/ledger/audit.ts",
-  },
-];
+export const NOT_PRUNED_YET: Exception[] = [];
 
 /** Statements that are global by nature (they look for work across all users), and why. */
 export const GLOBAL_BY_NATURE: Exception[] = [

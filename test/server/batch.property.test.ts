@@ -163,7 +163,7 @@ async function play(s: Side, waves: Wave[], prefix: string, together: boolean): 
   answers.push({ usage, audit: await Promise.all(users.map((u) => meter.audit(u))) });
   // Ids are random per side: name them by first appearance; users by their index.
   let text = JSON.stringify(answers);
-  const ids = [...new Set(text.match(/rsv_[0-9a-f]{32}/g) ?? [])];
+  const ids = [...new Set(text.match(/rsv_[0-9a-f]{28,32}/g) ?? [])];
   ids.forEach((id, i) => (text = text.replaceAll(id, `H${i}`)));
   return JSON.parse(text.replaceAll(prefix, "P")) as unknown[];
 }

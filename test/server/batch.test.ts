@@ -129,7 +129,7 @@ describe("the batched path", () => {
     expect(sent.filter((s) => s.includes("op_"))).toEqual([expect.stringContaining(".op_reserve("), expect.stringContaining(".op_batch(")]);
     // Same answers, ids and wall-clock times aside (this test does not freeze the clock).
     const norm = (x: unknown, holdId: string, user: string) =>
-      JSON.parse(JSON.stringify(x).replaceAll(holdId, "HOLD").replaceAll(user, "USER").replace(/rsv_[0-9a-f]{32}/g, "RSV").replace(/"expiresAt":"[^"]+"/g, '"expiresAt":"T"').replace(/"retryAfter":\d+/g, '"retryAfter":0'));
+      JSON.parse(JSON.stringify(x).replaceAll(holdId, "HOLD").replaceAll(user, "USER").replace(/rsv_[0-9a-f]{28,32}/g, "RSV").replace(/"expiresAt":"[^"]+"/g, '"expiresAt":"T"').replace(/"retryAfter":\d+/g, '"retryAfter":0'));
     expect(norm(b.answers, b.holdId, "bad-op-batched")).toEqual(norm(a.answers, a.holdId, "bad-op-plain"));
     expect(b.answers.map((x) => ("code" in x ? x.code : "ok"))).toEqual(
       ["ok", "not_found", "limit_reached", "conflict", "ok", "ok", "ok", "conflict", "ok", "ok"],

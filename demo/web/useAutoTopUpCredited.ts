@@ -17,8 +17,10 @@ export function useAutoTopUpCredited(): () => Promise<boolean> {
   const queryClient = useQueryClient();
   const { data, refetch } = useAutoTopUp({ counter: "tokens" });
   const seen = useRef<number | null>(null);
+  // The baseline: the first answer, and any lower one (Reset erases the settings and charges; a
+  // new period starts again from 0), so the next top-up still counts as a rise.
   useEffect(() => {
-    if (data && seen.current === null) seen.current = spentOf(data);
+    if (data && (seen.current === null || spentOf(data) < seen.current)) seen.current = spentOf(data);
   }, [data]);
   return useCallback(async () => {
     const before = seen.current ?? 0;

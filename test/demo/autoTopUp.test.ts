@@ -84,28 +84,31 @@ async function send(prompt: string, limit: number) {
   await page.getByRole("textbox", { name: "Prompt" }).press("Enter");
 }
 
+/** On the Usage page: save a stand-in card through Checkout in setup mode (a new tab), then turn auto top-up on below THRESHOLD with the Starter pack. */
+async function saveCardAndTurnOn() {
+  const setting = page.getByTestId("auto-top-up");
+  await setting.getByText("Auto top-up is off.").waitFor({ timeout: 15_000 });
+  const [checkout] = await Promise.all([page.waitForEvent("popup"), setting.getByRole("button", { name: "Save a card" }).click()]);
+  await checkout.waitForLoadState();
+  await checkout.getByRole("button", { name: "Save card" }).click();
+  await checkout.waitForURL(/\/usage/);
+  await checkout.getByText("Card saved. You can close this tab.").waitFor();
+  await checkout.close();
+  await setting.getByTestId("card-saved").waitFor({ timeout: 15_000 });
+  await setting.getByLabel("Below").selectOption(String(THRESHOLD));
+  await setting.getByLabel("buy").selectOption("starter");
+  await setting.getByLabel("Turn on auto top-up").check();
+  await setting.getByText("Auto top-up is on: credits are bought when fewer than 1,000 remain.").waitFor({ timeout: 15_000 });
+}
+
 describe("the demo's auto top-up, end to end in Chromium", () => {
   test("save a stand-in card, turn auto top-up on, chat across the threshold: one top-up is charged and credited mid-chat, exactly once", async () => {
     // 1. The setting on the Usage page: off, no card.
     await page.goto(`${url}/usage`);
-    const setting = page.getByTestId("auto-top-up");
-    await setting.getByText("Auto top-up is off.").waitFor({ timeout: 15_000 });
     await expect.poll(balance, { timeout: 15_000 }).toBe(QUOTA);
 
-    // 2. Save a card: Checkout in setup mode on the stand-in opens in a new tab.
-    const [checkout] = await Promise.all([page.waitForEvent("popup"), setting.getByRole("button", { name: "Save a card" }).click()]);
-    await checkout.waitForLoadState();
-    await checkout.getByRole("button", { name: "Save card" }).click();
-    await checkout.waitForURL(/\/usage/);
-    await checkout.getByText("Card saved. You can close this tab.").waitFor();
-    await checkout.close();
-    await setting.getByTestId("card-saved").waitFor({ timeout: 15_000 });
-
-    // 3. Threshold 1,000 tokens, the Starter pack, on.
-    await setting.getByLabel("Below").selectOption(String(THRESHOLD));
-    await setting.getByLabel("buy").selectOption("starter");
-    await setting.getByLabel("Turn on auto top-up").check();
-    await setting.getByText("Auto top-up is on: credits are bought when fewer than 1,000 remain.").waitFor({ timeout: 15_000 });
+    // 2. Save a card (Checkout in setup mode on the stand-in, in a new tab); 3. below 1,000 tokens, the Starter pack, on.
+    await saveCardAndTurnOn();
     const on = await autoTopUpState();
     expect(on.paymentMethodSaved).toBe(true);
     expect(on.counters).toMatchObject([{ status: "active", spentThisPeriod: 0, inFlight: false }]);
@@ -140,5 +143,17 @@ describe("the demo's auto top-up, end to end in Chromium", () => {
     expect(await page.locator(".demo-stat", { hasText: "Bought in packs" }).locator("dd").textContent()).toBe("10,000");
     expect(await page.locator('table.demo-entries tbody tr[data-kind="grant"]').count()).toBe(1);
     await page.screenshot({ path: join(SHOTS, "auto-top-up-3-usage.png"), fullPage: true });
-  }, 150_000);
+
+    // 8. Reset erases the settings, the card and the charges (spent back to 0): set up again, and
+    // the next crossing is announced as an auto top-up too, not as a pack bought by hand.
+    await page.getByRole("button", { name: "Reset demo" }).click();
+    await page.getByRole("group", { name: "Confirm reset" }).getByRole("button", { name: "Reset" }).click();
+    await expect.poll(balance, { timeout: 15_000 }).toBe(QUOTA);
+    await saveCardAndTurnOn();
+    await page.getByRole("link", { name: "Chat" }).click();
+    await send("What does meterkit do?", 300);
+    await costs().first().filter({ hasText: "Charged" }).waitFor({ timeout: 20_000 });
+    await send("Write a long story about a metered model", 600);
+    await page.getByText("Auto top-up: +10,000 tokens").waitFor({ timeout: 30_000 });
+  }, 240_000);
 });

@@ -22,3 +22,11 @@ export const MAX_REPLY_TOKENS = 4000;
 
 /** Prompts offered on the empty chat page. */
 export const SUGGESTED_PROMPTS = ["What does meterkit do?", "How are tokens counted?", "Write a long story about a metered model"];
+
+/**
+ * What the Usage page offers for auto top-up: thresholds (tokens left), the one proposed first,
+ * and the ceiling charged automatically per month (cents; at least the dearest pack's price).
+ */
+export const AUTO_TOP_UP_THRESHOLDS = [500, 1000, 2000, 5000] as const;
+export const DEFAULT_AUTO_TOP_UP_THRESHOLD = 1000;
+export const AUTO_TOP_UP_MAX_PER_MONTH = 4000;

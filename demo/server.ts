@@ -87,6 +87,9 @@ async function main(): Promise<void> {
       meters: { "llm.tokens": { counter: "tokens" } },
       defaultPlan: PLAN,
       stripe: payments.stripe,
+      // Auto top-up (off until the user turns it on, on the Usage page): an armed top-up wakes
+      // the worker at once; the timer re-checks every 2 s so a crossing is never missed for long.
+      autoTopUp: { interval: 2_000 },
     });
     await meter.migrate();
     if (process.argv.includes("--reset")) {

@@ -1,7 +1,8 @@
 /*
  * `npm run screenshots`: the README's pictures of the demo, taken from the real thing. Starts
  * a throwaway embedded Postgres and `demo/server.ts`, plays a short session in Chromium, and
- * writes docs/screenshots/{chat,usage,dialog}.png (plus dark-mode variants of the chat).
+ * writes docs/screenshots/{chat,usage,dialog}.png (plus dark-mode variants of the chat), and
+ * auto-top-up.png / auto-top-up-chat.png (the setting on, and a top-up landing mid-chat).
  *
  *   CHROMIUM_PATH   Chromium to drive (default /usr/bin/chromium)
  */
@@ -136,6 +137,34 @@ async function main() {
       await sendPrompt(page, "Write a long story about a metered model", 1000);
       await page.getByRole("dialog").getByRole("button", { name: /Starter pack/ }).waitFor();
       await shoot(page, `dialog${scheme === "dark" ? "-dark" : ""}`);
+      await context.close();
+    }
+
+    // 4. Auto top-up: save a stand-in card, turn it on below 1,000 tokens, chat across it.
+    await demo.stop();
+    demo = await startDemo(postgres.url, { DEMO_QUOTA: "1500", DEMO_WORD_MS: "22" });
+    {
+      const context = await browser.newContext({ viewport: VIEWPORT, locale: "en-US", colorScheme: "light", deviceScaleFactor: 1 });
+      const page = await context.newPage();
+      await fetch(`${demo.url}/api/reset`, { method: "POST" });
+      await page.goto(`${demo.url}/usage`);
+      const setting = page.getByTestId("auto-top-up");
+      const [checkout] = await Promise.all([page.waitForEvent("popup"), setting.getByRole("button", { name: "Save a card" }).click()]);
+      await checkout.getByRole("button", { name: "Save card" }).click();
+      await checkout.getByText("Card saved. You can close this tab.").waitFor();
+      await checkout.close();
+      await setting.getByTestId("card-saved").waitFor({ timeout: 15_000 });
+      await setting.getByLabel("Below").selectOption("1000");
+      await setting.getByLabel("Turn on auto top-up").check();
+      await setting.getByText("Auto top-up is on").waitFor();
+      await shoot(page, "auto-top-up");
+      await page.getByRole("link", { name: "Chat" }).click();
+      await sendPrompt(page, "Hi! What can you do?", 300);
+      await waitForCost(page, 0, "Charged");
+      await sendPrompt(page, "Write a long story about a metered model", 600);
+      await page.getByText("Auto top-up: +").waitFor({ timeout: 30_000 });
+      await waitForWords(page, 1, 30);
+      await shoot(page, "auto-top-up-chat");
       await context.close();
     }
   } finally {

@@ -5,6 +5,7 @@ import { ChatPage } from "./ChatPage.js";
 import { num } from "./format.js";
 import { ResetButton } from "./ResetButton.js";
 import { UsagePage } from "./UsagePage.js";
+import { useAutoTopUpCredited } from "./useAutoTopUpCredited.js";
 import { useChat } from "./useChat.js";
 import { hrefOf, useRoute, type Route } from "./useRoute.js";
 
@@ -43,7 +44,8 @@ export function App() {
     if (outcome) window.history.replaceState(null, "", window.location.pathname);
   }, []);
 
-  // Credits arriving (a pack paid in the other tab): close the dialog and say so.
+  // Credits arriving (a pack paid in the other tab, or an auto top-up mid-chat): close the dialog and say so.
+  const wasAutoTopUp = useAutoTopUpCredited();
   const granted = counter?.granted;
   const lastGranted = useRef<number | undefined>(undefined);
   useEffect(() => {
@@ -51,7 +53,12 @@ export function App() {
     const before = lastGranted.current;
     lastGranted.current = granted;
     if (before !== undefined && granted > before) {
-      setToast(`+${num(granted - before)} tokens added to your balance.`);
+      const added = num(granted - before);
+      const bought = `+${added} tokens added to your balance.`;
+      void wasAutoTopUp().then(
+        (auto) => setToast(auto ? `Auto top-up: +${added} tokens, charged to your saved card.` : bought),
+        () => setToast(bought),
+      );
       setDialogOpen(false);
       closeLimit();
       if (chat.notice) chat.setNotice("Tokens added: send your prompt again.");

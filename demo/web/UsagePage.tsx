@@ -1,4 +1,5 @@
 import { UsageHistory, useCounter } from "../../src/react/index.js";
+import { AutoTopUpSetting } from "./AutoTopUpSetting.js";
 import { num } from "./format.js";
 
 /**
@@ -19,6 +20,7 @@ export function UsagePage() {
         <Stat label="Monthly allowance" value={limited?.quota} />
         <Stat label="Bought in packs" value={counter?.granted} />
       </dl>
+      <AutoTopUpSetting />
       <div className="demo-card">
         <p className="demo-card-sub">
           Every change to the balance is an append-only ledger entry: a reply <em>reserves</em> its prompt and reply limit, then <em>commits</em> what

@@ -45,7 +45,10 @@ export interface UseAutoTopUpResult {
   error: Error | null;
   /** Fetches `GET /auto-top-up` again (the retry of a load error). */
   refetch: () => Promise<unknown>;
-  /** `PUT /auto-top-up`; resolves with the new state and refreshes the query. */
+  /**
+   * `PUT /auto-top-up` with a fresh `Idempotency-Key` per call (a retry of the same call reuses
+   * it, so the server applies the change once); resolves with the new state and refreshes the query.
+   */
   update: (input: AutoTopUpUpdate) => Promise<AutoTopUpCounterState>;
   isUpdating: boolean;
   /** Opens Checkout in setup mode to save (or replace) the card: the fix for a paused top-up. */
@@ -61,8 +64,14 @@ export function useAutoTopUp({ counter, enabled = true, queryClient, navigate, s
   const query = useQuery({ queryKey: key, queryFn: () => ctx.request<AutoTopUpData>("/auto-top-up"), enabled }, client);
   const put = useMutation(
     {
-      mutationFn: (input: AutoTopUpUpdate) =>
-        ctx.request<AutoTopUpCounterState>("/auto-top-up", { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(input) }),
+      // The key travels with the variables, so a retry of this mutation reuses it; a new call of
+      // `update` (a new user action) gets a new one.
+      mutationFn: ({ input, key: idempotencyKey }: { input: AutoTopUpUpdate; key: string }) =>
+        ctx.request<AutoTopUpCounterState>("/auto-top-up", {
+          method: "PUT",
+          headers: { "content-type": "application/json", "idempotency-key": idempotencyKey },
+          body: JSON.stringify(input),
+        }),
       onSuccess: () => client.invalidateQueries({ queryKey: key }),
     },
     client,
@@ -77,6 +86,8 @@ export function useAutoTopUp({ counter, enabled = true, queryClient, navigate, s
   );
   const data = query.data;
   const state = (counter === undefined ? data?.counters[0] : data?.counters.find((c) => c.counter === counter)) ?? null;
+  const { mutateAsync: putAsync } = put;
+  const update = useCallback((input: AutoTopUpUpdate) => putAsync({ input, key: newIdempotencyKey() }), [putAsync]);
   const saveCard = useCallback(async () => {
     await setup.mutateAsync();
   }, [setup]);
@@ -86,9 +97,15 @@ export function useAutoTopUp({ counter, enabled = true, queryClient, navigate, s
     status: query.status,
     error: query.error ?? put.error ?? setup.error,
     refetch: query.refetch,
-    update: put.mutateAsync,
+    update,
     isUpdating: put.isPending,
     saveCard,
     isSavingCard: setup.isPending,
   };
+}
+
+/** A random key; `crypto.randomUUID` exists only in secure contexts (a plain-http LAN host has `getRandomValues` alone). */
+function newIdempotencyKey(): string {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 }

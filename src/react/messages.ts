@@ -1,4 +1,4 @@
-import { createElement, Fragment, type ReactNode } from "react";
+import { createElement, type ReactNode } from "react";
 import type { AutoTopUpPauseReason } from "../core/autoTopUp.js";
 import type { EntryKind } from "./useEntries.js";
 
@@ -174,5 +174,5 @@ export function fill(template: string, values: Record<string, ReactNode>, text?:
 export function fill(template: string, values: Record<string, ReactNode>, text?: boolean): ReactNode {
   if (text) return template.replace(/\{(\w+)\}/g, (_, name: string) => String(values[name] ?? ""));
   // Odd indexes are the names between braces.
-  return createElement(Fragment, null, ...template.split(/\{(\w+)\}/).map((p, i) => (i % 2 ? createElement("bdi", { key: i }, values[p]) : p)));
+  return template.split(/\{(\w+)\}/).map((p, i) => (i % 2 ? createElement("bdi", { key: i }, values[p]) : p));
 }

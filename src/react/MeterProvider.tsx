@@ -45,14 +45,12 @@ export interface MeterProviderProps {
   children?: ReactNode;
 }
 
-const NO_MESSAGES = {};
-
 /** A tab hidden this long closes its stream; a quick tab switch keeps it. */
 const HIDDEN_GRACE = 10_000;
 
 /** Gives the kit's hooks and components their server, cache and live updates. */
 export function MeterProvider(props: MeterProviderProps) {
-  const { live = "sse", pollInterval = 30_000, locale, messages = NO_MESSAGES } = props;
+  const { live = "sse", pollInterval = 30_000, locale, messages } = props;
   const baseUrl = props.baseUrl.replace(/\/+$/, "");
   const appClient = useContext(QueryClientContext);
   const own = useRef<QueryClient>(undefined);

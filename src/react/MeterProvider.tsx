@@ -1,5 +1,5 @@
 import { QueryClient, QueryClientContext } from "@tanstack/react-query";
-import { useContext, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
+import { createElement, useContext, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
 import { MeterContext, type LiveMode, type MeterContextValue } from "./context.js";
 import type { LimitReachedStore } from "./limitReachedStore.js";
 import type { MeterMessagesInput } from "./messages.js";
@@ -104,5 +104,6 @@ export function MeterProvider(props: MeterProviderProps) {
     // transport changes with baseUrl
     [client, transport, live, streaming, pollInterval, locale, messages, limit],
   );
-  return <MeterContext.Provider value={value}>{props.children}</MeterContext.Provider>;
+  // createElement, not JSX: this file then needs no react/jsx-runtime import (a few bytes on every page).
+  return createElement(MeterContext.Provider, { value }, props.children);
 }

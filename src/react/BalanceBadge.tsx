@@ -4,7 +4,7 @@ import { useMeterContext, useMessages } from "./context.js";
 import type { CounterView } from "./counterView.js";
 import { formatAmount, formatDate } from "./format.js";
 import { cx } from "./cx.js";
-import { fill } from "./messages.js";
+import { fill, type MeterMessagesInput } from "./messages.js";
 import { useCounter } from "./useCounter.js";
 
 /** What the badge's texts are made of, for `formatLabel`. */
@@ -47,6 +47,7 @@ export interface BalanceBadgeProps extends Omit<HTMLAttributes<HTMLSpanElement>,
   classNames?: { text?: string; held?: string; icon?: string };
 }
 
+/** The badge's English defaults; without `units` and `labels` it shows the English unit names and the server's labels. */
 export const BADGE_MESSAGES = {
   badgeLabel: "{remaining} left",
   badgeHeld: "{held} held",
@@ -58,8 +59,6 @@ export const BADGE_MESSAGES = {
   stateLow: "Running low",
   stateEmpty: "Used up",
   unlimited: "Unlimited",
-  units: {},
-  labels: {} as Record<string, string>,
 };
 
 /**
@@ -72,7 +71,7 @@ export const BalanceBadge = forwardRef<HTMLSpanElement, BalanceBadgeProps>(funct
   ref,
 ) {
   const ctx = useMeterContext("BalanceBadge");
-  const t = useMessages(ctx, BADGE_MESSAGES);
+  const t = useMessages<typeof BADGE_MESSAGES & Pick<MeterMessagesInput, "units" | "labels">>(ctx, BADGE_MESSAGES);
   const { counter: c, status } = useCounter(key, { queryClient, lowThreshold });
   const locale = localeProp ?? ctx.locale;
   const state: BalanceBadgeState = c?.level ?? (status == "pending" ? "loading" : "error");
@@ -86,7 +85,7 @@ export const BalanceBadge = forwardRef<HTMLSpanElement, BalanceBadgeProps>(funct
     const remaining = c.unlimited ? t.unlimited : fmt(c.remaining);
     label = formatLabel ? formatLabel({ counter: c, remaining, held: fmt(c.held) }) : c.unlimited ? remaining : fill(t.badgeLabel, { remaining });
     if (showHeld && c.held) held = fill(t.badgeHeld, { held: fmt(c.held) }, true);
-    title = fill(t.badgeTitle, { label: t.labels[c.key] ?? c.label, used: fmt(c.used, true), total: c.unlimited ? remaining : fmt(c.total, true) }, true);
+    title = fill(t.badgeTitle, { label: t.labels?.[c.key] ?? c.label, used: fmt(c.used, true), total: c.unlimited ? remaining : fmt(c.total, true) }, true);
     if (c.held) title += " · " + fill(t.badgeTitleHeld, { held: fmt(c.held, true) }, true);
     if (c.periodEnd) title += " · " + fill(t.badgeTitleRenews, { date: formatDate(c.periodEnd, locale) }, true);
   }

@@ -1,5 +1,5 @@
 import { QueryClient, QueryClientContext } from "@tanstack/react-query";
-import { useContext, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
+import { createElement, useContext, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
 import { MeterContext, type LiveMode, type MeterContextValue } from "./context.js";
 import type { LimitReachedStore } from "./limitReachedStore.js";
 import type { MeterMessagesInput } from "./messages.js";
@@ -45,14 +45,12 @@ export interface MeterProviderProps {
   children?: ReactNode;
 }
 
-const NO_MESSAGES = {};
-
 /** A tab hidden this long closes its stream; a quick tab switch keeps it. */
 const HIDDEN_GRACE = 10_000;
 
 /** Gives the kit's hooks and components their server, cache and live updates. */
 export function MeterProvider(props: MeterProviderProps) {
-  const { live = "sse", pollInterval = 30_000, locale, messages = NO_MESSAGES } = props;
+  const { live = "sse", pollInterval = 30_000, locale, messages } = props;
   const baseUrl = props.baseUrl.replace(/\/+$/, "");
   const appClient = useContext(QueryClientContext);
   const own = useRef<QueryClient>(undefined);
@@ -106,5 +104,6 @@ export function MeterProvider(props: MeterProviderProps) {
     // transport changes with baseUrl
     [client, transport, live, streaming, pollInterval, locale, messages, limit],
   );
-  return <MeterContext.Provider value={value}>{props.children}</MeterContext.Provider>;
+  // createElement, not JSX: this file then needs no react/jsx-runtime import (a few bytes on every page).
+  return createElement(MeterContext.Provider, { value }, props.children);
 }

@@ -20,7 +20,7 @@ export interface MeterContextValue {
   pollInterval: number;
   locale: string | undefined;
   /** The provider's `messages` (only what the app overrides; components add their defaults). */
-  messages: MeterMessagesInput;
+  messages: MeterMessagesInput | undefined;
   /**
    * This provider's limit-reached store, made on first use by {@link limitStoreOf} (a page with
    * only a badge never loads the store's code).

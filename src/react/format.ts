@@ -33,7 +33,8 @@ export function unitName(unit: Unit, count: number, locale: string | undefined, 
  */
 export function formatAmount(amount: number, unit: Unit, { locale, currency = "usd", compact = 100_000, units }: FormatAmountOptions = {}): string {
   const money = unit === "cents";
-  const base: Intl.NumberFormatOptions = money ? { style: "currency", currency: currency.toUpperCase() } : {};
+  // Intl reads currency codes in any case ("usd" is USD), as Stripe and the wire spell them.
+  const base: Intl.NumberFormatOptions = money ? { style: "currency", currency } : {};
   // The currency's own minor unit: 2 digits for USD, 0 for JPY, 3 for KWD.
   const value = money ? amount / 10 ** (new Intl.NumberFormat(locale, base).resolvedOptions().maximumFractionDigits!) : amount;
   const isCompact = typeof compact === "number" ? Math.abs(value) >= compact : compact;

@@ -1,4 +1,4 @@
-import { createElement, Fragment, type ReactNode } from "react";
+import { createElement, type ReactNode } from "react";
 import type { AutoTopUpPauseReason } from "../core/autoTopUp.js";
 import type { EntryKind } from "./useEntries.js";
 
@@ -172,8 +172,7 @@ export function plural(text: PluralText, count: number, locale: string | undefin
 export function fill(template: string, values: Record<string, ReactNode>, text: true): string;
 export function fill(template: string, values: Record<string, ReactNode>, text?: false): ReactNode;
 export function fill(template: string, values: Record<string, ReactNode>, text?: boolean): ReactNode {
-  const parts = template.split(/\{(\w+)\}/);
+  if (text) return template.replace(/\{(\w+)\}/g, (_, name: string) => String(values[name] ?? ""));
   // Odd indexes are the names between braces.
-  if (text) return parts.map((p, i) => (i % 2 ? String(values[p] ?? "") : p)).join("");
-  return createElement(Fragment, null, ...parts.map((p, i) => (i % 2 ? createElement("bdi", { key: i }, values[p]) : p)));
+  return template.split(/\{(\w+)\}/).map((p, i) => (i % 2 ? createElement("bdi", { key: i }, values[p]) : p));
 }

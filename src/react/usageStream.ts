@@ -44,9 +44,9 @@ export function openUsageStream(
         for (const event of events) {
           retry = Number(/^retry: ?(\d+)/m.exec(event)?.[1] ?? retry);
           if (/^event: ?usage\r?$/m.test(event)) {
-            // Blank out every line but the data lines, strip their prefix: what is left is the
+            // Strip the data lines' prefix and blank out every other line: what is left is the
             // data joined by newlines, as the SSE spec joins it (JSON ignores the extra whitespace).
-            onUsage(JSON.parse(event.replace(/^(?!data:).*$/gm, "").replace(/^data: ?/gm, "")) as Usage);
+            onUsage(JSON.parse(event.replace(/^(data: ?|.*)/gm, "")) as Usage);
             failures = 0;
             onConnected(true);
           }

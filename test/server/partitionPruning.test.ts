@@ -32,7 +32,7 @@ interface Exception {
 
 /**
  * Statements that cannot prune yet, with the reason and the smallest fix: empty since
- * migrations 0030 and 0036 (docs/scale.md lists the seven it held). An entry that no longer
+ * migration 0030 (docs/scale.md lists the seven it held). An entry that no longer
  * matches any statement fails the last test, so this list never outlives its reason.
  */
 export const NOT_PRUNED_YET: Exception[] = [];

@@ -221,6 +221,8 @@ DECLARE
   from_grants bigint;
   remaining bigint;
   res jsonb;
+  is_group boolean;
+  k int;
   req jsonb := CASE WHEN p_release THEN NULL ELSE jsonb_build_object('actual', p_actual, 'usage', p_usage) END;
 BEGIN
   -- A part of a multi-counter reservation (id = reservation id || '.' || counter), resolved by
@@ -228,16 +230,30 @@ BEGIN
   IF grp IS NOT NULL AND left(p_hold_id, length(grp) + 1) = grp || '.' THEN
     u := reservation_user(grp);
   END IF;
+  -- Every read names the user when the id carries one (so it reaches the user's partition or
+  -- shard alone); only ids without a user (issued before 0.3) are looked up by id alone.
   IF u IS NOT NULL THEN
     SELECT * INTO h FROM holds WHERE id = p_hold_id AND user_id = u;
-  END IF;
-  IF h.id IS NULL THEN
-    -- An id without a user (issued before 0.3), or none of this user's: one read on the id.
+  ELSE
     SELECT * INTO h FROM holds WHERE id = p_hold_id;
+  END IF;
+  IF h.id IS NULL AND u IS NOT NULL AND grp IS NULL THEN
+    -- A part id (reservation id || '.' || counter) named on its own: its user is the
+    -- reservation's, the id up to one of its dots (user ids and counters may hold dots too).
+    FOR k IN 35 .. length(p_hold_id) - 1 LOOP
+      CONTINUE WHEN substr(p_hold_id, k, 1) <> '.';
+      SELECT * INTO h FROM holds WHERE id = p_hold_id AND user_id = substr(p_hold_id, 34, k - 34);
+      EXIT WHEN h.id IS NOT NULL;
+    END LOOP;
   END IF;
   IF h.id IS NULL THEN
     -- A multi-counter reservation: resolve all its parts (only on this miss; one hold is unchanged).
-    IF EXISTS (SELECT 1 FROM holds WHERE group_id = p_hold_id AND (u IS NULL OR user_id = u)) THEN
+    IF u IS NOT NULL THEN
+      is_group := EXISTS (SELECT 1 FROM holds WHERE group_id = p_hold_id AND user_id = u);
+    ELSE
+      is_group := EXISTS (SELECT 1 FROM holds WHERE group_id = p_hold_id);
+    END IF;
+    IF is_group THEN
       IF p_actual IS NOT NULL THEN
         PERFORM fail('invalid_request', format('Reservation %s holds several counters: pass actual per meter key ({ actual: { "llm.input": 120, ... } }).', p_hold_id),
           jsonb_build_object('field', 'actual', 'reservationId', p_hold_id));
@@ -598,4 +614,55 @@ BEGIN
     INSERT INTO idempotency (user_id, key, fingerprint, result) VALUES (p_user, p_key, p_fingerprint, res);
   END IF;
   RETURN res;
+END $$;
+
+-- ---------------------------------------------------------------------------------------
+-- As 0004, reading and updating the pack's grant by (user, id): like every statement of an
+-- operation, it names its user (docs/scale.md, test/server/partitionPruning.test.ts).
+
+CREATE OR REPLACE FUNCTION stripe_apply_clawback(c ctx, p_payment_intent text, p_debt_id text) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+  p stripe_payments;
+  g grants;
+  target bigint;
+  delta bigint;
+  take bigint;
+  debt bigint;
+  paid bigint := 0;
+BEGIN
+  SELECT * INTO p FROM stripe_payments WHERE payment_intent = p_payment_intent;
+  IF p.grant_id IS NULL OR p.credits IS NULL THEN
+    RETURN jsonb_build_object('clawedBack', 0, 'debt', 0);
+  END IF;
+  -- Credits in proportion to the money lost, rounded up: a user never keeps credits paid back.
+  IF p.paid IS NULL OR p.paid <= 0 THEN
+    target := CASE WHEN p.refunded + p.disputed > 0 THEN p.credits ELSE 0 END;
+  ELSE
+    target := least(p.credits, ceil(p.credits::numeric * least(p.paid, p.refunded + p.disputed) / p.paid)::bigint);
+  END IF;
+  delta := target - p.clawed;
+  IF delta <= 0 THEN
+    RETURN jsonb_build_object('clawedBack', 0, 'debt', 0);
+  END IF;
+  SELECT * INTO g FROM grants WHERE user_id = p.user_id AND id = p.grant_id;
+  take := least(greatest(g.remaining, 0), delta);
+  debt := delta - take;
+  IF take > 0 THEN
+    UPDATE grants SET remaining = remaining - take WHERE user_id = g.user_id AND id = g.id;
+    INSERT INTO entries (user_id, counter_key, kind, amount, grant_id, metadata)
+    VALUES (c.user_id, c.counter_key, 'clawback', take, g.id,
+            jsonb_build_object('source', 'stripe', 'paymentIntent', p_payment_intent));
+  END IF;
+  IF debt > 0 THEN
+    INSERT INTO debts (id, user_id, counter_key, amount, remaining, payment_intent, grant_id)
+    VALUES (p_debt_id, c.user_id, c.counter_key, debt, debt, p_payment_intent, g.id);
+    INSERT INTO entries (user_id, counter_key, kind, amount, metadata)
+    VALUES (c.user_id, c.counter_key, 'debt', debt,
+            jsonb_build_object('debtId', p_debt_id, 'source', 'stripe', 'paymentIntent', p_payment_intent, 'grantId', g.id));
+    paid := collect_debts(c.user_id, c.counter_key, NULL);
+  END IF;
+  UPDATE stripe_payments SET clawed = target, updated_at = now() WHERE payment_intent = p_payment_intent;
+  RETURN jsonb_build_object('clawedBack', take, 'debt', debt, 'debtPaid', paid);
 END $$;

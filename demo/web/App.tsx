@@ -76,7 +76,8 @@ export function App() {
     chat.clear();
     const res = await fetch("/api/reset", { method: "POST" });
     if (!res.ok) throw new Error("The reset failed.");
-    lastGranted.current = undefined;
+    // `lastGranted` is left alone: the live stream may already have announced the erased balance
+    // (granted fell, no note), and the next rise from there is a top-up to announce.
     await queryClient.invalidateQueries({ queryKey: meterKeys.all });
     setToast("The demo is back to the start.");
   };

@@ -146,6 +146,14 @@ describe("the demo's auto top-up, end to end in Chromium", () => {
 
     // 8. Reset erases the settings, the card and the charges (spent back to 0): set up again, and
     // the next crossing is announced as an auto top-up too, not as a pack bought by hand.
+    // The reset's answer is held back until the live stream has surely announced the erased
+    // balance (as a slow proxy or a busy server would order them): the page must not take the
+    // late answer for a fresh start and miss the next top-up.
+    await page.route("**/api/reset", async (route) => {
+      const response = await route.fetch();
+      await new Promise((r) => setTimeout(r, 1500));
+      await route.fulfill({ response });
+    });
     await page.getByRole("button", { name: "Reset demo" }).click();
     await page.getByRole("group", { name: "Confirm reset" }).getByRole("button", { name: "Reset" }).click();
     await expect.poll(balance, { timeout: 15_000 }).toBe(QUOTA);

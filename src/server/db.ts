@@ -100,6 +100,12 @@ export function toMeterError(err: unknown): MeterError {
   }
   const code = e?.code ?? "";
   const message = e?.message ?? "";
+  if (code === "23505" && /^idempotency(_|$)/.test((err as { constraint?: string }).constraint ?? "")) {
+    // The key is per user, the locks per (user, counter): two calls with one key on two counters
+    // meet only here, and the second (whose transaction this rolled back) used other arguments —
+    // the same arguments name the same counters, whose lock makes the second a replay instead.
+    return new MeterError("conflict", "Idempotency key was already used with different arguments, by a call at the same moment.", {}, { cause: err });
+  }
   if (
     UNAVAILABLE_STATES.test(code) ||
     NETWORK_CODES.has(code) ||

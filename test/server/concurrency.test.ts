@@ -106,3 +106,33 @@ describe("concurrent reservations never oversell", () => {
     expect(await meter.audit("once")).toEqual([]);
   });
 });
+
+describe("one idempotency key used on two counters of one user at the same moment", () => {
+  test("one call wins; the others answer conflict (not internal), and the ledger holds only the winner's writes", async () => {
+    // Locks are per (user, counter), so calls on two counters do not wait for each other; the key
+    // is per user, so they meet only at the idempotency row.
+    const two = await testMeter({ poolSize: 16, meters: { "llm.tokens": { counter: "tokens" }, "llm.cost": { counter: "credits", price: "input" } } });
+    try {
+      const { meter } = two;
+      for (let round = 0; round < 8; round++) {
+        const user = `keyed-${round}`;
+        await meter.upsertSubscription({ userId: user, planId: "pro" });
+        const key = `same-key-${round}`;
+        const outcomes = await Promise.allSettled(
+          Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? meter.reserve(user, "tokens", 100 + i, { idempotencyKey: key }) : meter.reserve(user, "credits", 10 + i, { idempotencyKey: key }))),
+        );
+        // All eight carry other arguments, so exactly one is applied and seven are conflicts.
+        const codes = outcomes.filter((o) => o.status === "rejected").map((o) => (o.reason as { code: string }).code);
+        expect(codes).toEqual(Array(7).fill("conflict"));
+        const won = outcomes.flatMap((o) => (o.status === "fulfilled" ? [o.value] : []));
+        expect(won).toHaveLength(1);
+        if (!won[0]!.allowed) throw new Error("the winner was denied");
+        const usage = await meter.usage(user);
+        expect(usage.counters.reduce((s, c) => s + c.held, 0)).toBe(won[0]!.amount);
+        expect(await meter.audit(user)).toEqual([]);
+      }
+    } finally {
+      await two.cleanup();
+    }
+  }, 60_000);
+});

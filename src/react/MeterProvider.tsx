@@ -45,9 +45,6 @@ export interface MeterProviderProps {
   children?: ReactNode;
 }
 
-/** A tab hidden this long closes its stream; a quick tab switch keeps it. */
-const HIDDEN_GRACE = 10_000;
-
 /** Gives the kit's hooks and components their server, cache and live updates. */
 export function MeterProvider(props: MeterProviderProps) {
   const { live = "sse", pollInterval = 30_000, locale, messages } = props;
@@ -71,33 +68,17 @@ export function MeterProvider(props: MeterProviderProps) {
     return () => client.unmount();
   }, [client]);
 
-  useEffect(() => {
-    if (live != "sse") return;
-    let stop: (() => void) | undefined;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const halt = () => {
-      stop?.();
-      stop = undefined;
-      setStreaming(false);
-    };
-    const sync = () => {
-      clearTimeout(timer);
-      if (document.hidden) timer = setTimeout(halt, HIDDEN_GRACE);
-      else
-        stop ??= openUsageStream(
-          (signal) => transport.send("/usage/stream", { headers: { accept: "text/event-stream" }, signal }),
-          (usage) => writeUsage(client, baseUrl, usage),
-          setStreaming,
-        );
-    };
-    document.addEventListener("visibilitychange", sync);
-    sync();
-    return () => {
-      document.removeEventListener("visibilitychange", sync);
-      clearTimeout(timer);
-      halt();
-    };
-  }, [live, baseUrl, client, transport]);
+  useEffect(
+    () =>
+      live == "sse"
+        ? openUsageStream(
+            (signal) => transport.send("/usage/stream", { headers: { accept: "text/event-stream" }, signal }),
+            (usage) => writeUsage(client, baseUrl, usage),
+            setStreaming,
+          )
+        : undefined,
+    [live, baseUrl, client, transport],
+  );
 
   const value = useMemo<MeterContextValue>(
     () => ({ baseUrl, queryClient: client, ...transport, live, streaming, pollInterval, locale, messages, limit }),

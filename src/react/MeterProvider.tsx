@@ -3,7 +3,7 @@ import { createElement, useContext, useEffect, useMemo, useRef, useState, type R
 import { MeterContext, type LiveMode, type MeterContextValue } from "./context.js";
 import type { LimitReachedStore } from "./limitReachedStore.js";
 import type { MeterMessagesInput } from "./messages.js";
-import { createTransport, type HeadersOption } from "./request.js";
+import { send, type HeadersOption } from "./request.js";
 import { openUsageStream } from "./usageStream.js";
 import { writeUsage } from "./writeUsage.js";
 
@@ -60,7 +60,6 @@ export function MeterProvider(props: MeterProviderProps) {
   // Read through a ref so an inline `headers={{…}}` or `fetch={…}` restarts neither the stream nor the queries.
   const latest = useRef(props);
   latest.current = props;
-  const transport = useMemo(() => createTransport(baseUrl, () => latest.current), [baseUrl]);
 
   useEffect(() => {
     // What QueryClientProvider would do: start focus and online tracking (reference-counted).
@@ -72,18 +71,17 @@ export function MeterProvider(props: MeterProviderProps) {
     () =>
       live == "sse"
         ? openUsageStream(
-            (signal) => transport.send("/usage/stream", { headers: { accept: "text/event-stream" }, signal }),
+            (signal) => send({ baseUrl, props: latest }, "/usage/stream", { headers: { accept: "text/event-stream" }, signal }),
             (usage) => writeUsage(client, baseUrl, usage),
             setStreaming,
           )
         : undefined,
-    [live, baseUrl, client, transport],
+    [live, baseUrl, client],
   );
 
   const value = useMemo<MeterContextValue>(
-    () => ({ baseUrl, queryClient: client, ...transport, live, streaming, pollInterval, locale, messages, limit }),
-    // transport changes with baseUrl
-    [client, transport, live, streaming, pollInterval, locale, messages, limit],
+    () => ({ baseUrl, props: latest, queryClient: client, live, streaming, pollInterval, locale, messages, limit }),
+    [baseUrl, client, live, streaming, pollInterval, locale, messages, limit],
   );
   // createElement, not JSX: this file then needs no react/jsx-runtime import (a few bytes on every page).
   return createElement(MeterContext.Provider, { value }, props.children);

@@ -2,18 +2,14 @@ import { createContext, useContext } from "react";
 import type { QueryClient } from "@tanstack/react-query";
 import type { LimitReachedStore } from "./limitReachedStore.js";
 import type { MeterMessagesInput } from "./messages.js";
-import type { MeterRequest, MeterSend } from "./request.js";
+import type { Transport } from "./request.js";
 
 /** How the balance stays fresh: a Server-Sent Events stream, polling, or only on demand. */
 export type LiveMode = "sse" | "poll" | false;
 
-export interface MeterContextValue {
-  baseUrl: string;
+/** The provider's value; as a `Transport` it is what `send` and `request` call the meter routes with. */
+export interface MeterContextValue extends Transport {
   queryClient: QueryClient;
-  request: MeterRequest;
-  send: MeterSend;
-  /** The provider's `fetch` (or the global one), for app routes called through `useMeteredFetch`. */
-  fetch: typeof fetch;
   live: LiveMode;
   /** True while the SSE stream is connected; polling takes over while it is not. */
   streaming: boolean;

@@ -4,6 +4,7 @@ import { useMeterContext, type MeterContextValue } from "./context.js";
 import { toCounterView, type CounterView } from "./counterView.js";
 import { usageKey } from "./queryKeys.js";
 import { newerUsage } from "./writeUsage.js";
+import { request } from "./request.js";
 
 /** TanStack Query options passed through to the usage query (all but its key, function and `select`). */
 export type UsageQueryOptions = Omit<UseQueryOptions<Usage, Error, Usage>, "queryKey" | "queryFn" | "select">;
@@ -85,7 +86,7 @@ function usageQuery(ctx: MeterContextValue, client: QueryClient) {
   const polling = ctx.live && !ctx.streaming;
   return {
     queryKey: key,
-    queryFn: async () => newerUsage(client.getQueryData<Usage>(key), await ctx.request<Usage>("/usage")),
+    queryFn: async () => newerUsage(client.getQueryData<Usage>(key), await request<Usage>(ctx, "/usage")),
     refetchInterval: polling ? ctx.pollInterval : (false as const),
     // A connected stream already pushes every change; refetching on focus would only add load.
     staleTime: ctx.streaming ? Infinity : 0,

@@ -28,20 +28,20 @@ export function isMeterError(error: unknown): error is MeterRequestError {
   return error instanceof Error && typeof e?.code === "string" && typeof e.status === "number";
 }
 
-/** Where the meter routes are and how to reach them: `props` is the provider's latest props (a ref). */
+/** Where the meter routes are and how to reach them. */
 export interface Transport {
   baseUrl: string;
-  /** Read per call, so the latest `fetch` and `headers` props apply without re-creating anything. */
-  props: { current: { fetch?: typeof fetch | undefined; headers?: HeadersOption | undefined } };
+  /** The provider's latest props, read per call, so new `fetch` and `headers` props apply without re-creating anything. */
+  own: { props: { fetch?: typeof fetch | undefined; headers?: HeadersOption | undefined } };
 }
 
 /** Sends one request to a meter route (path relative to `baseUrl`) with the provider's fetch and headers. */
-export async function send({ baseUrl, props }: Transport, path: string, init: RequestInit = {}): Promise<Response> {
-  const given = props.current.headers;
+export async function send({ baseUrl, own: { props } }: Transport, path: string, init: RequestInit = {}): Promise<Response> {
+  const given = props.headers;
   const headers = new Headers(typeof given == "function" ? await given() : given);
   new Headers(init.headers).forEach((value, key) => headers.set(key, value));
   // The global fetch is looked up per call too: tests and polyfills may replace it after render.
-  return (props.current.fetch ?? fetch)(baseUrl + path, { ...init, headers });
+  return (props.fetch ?? fetch)(baseUrl + path, { ...init, headers });
 }
 
 /** Calls one meter route; resolves with its JSON or rejects with a `MeterRequestError` (network failures: the fetch error). */

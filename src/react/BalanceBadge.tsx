@@ -72,12 +72,12 @@ export const BalanceBadge = forwardRef<HTMLSpanElement, BalanceBadgeProps>(funct
 ) {
   const ctx = useMeterContext("BalanceBadge");
   const t = useMessages<typeof BADGE_MESSAGES & Pick<MeterMessagesInput, "units" | "labels">>(ctx, BADGE_MESSAGES);
-  const { counters, status } = useUsageFor("BalanceBadge", { queryClient, lowThreshold });
+  const { counters, status } = useUsageFor(ctx, { queryClient, lowThreshold });
   const c = counters.find((v) => key == null || v.key == key);
   const locale = localeProp ?? ctx.locale;
   const state: BalanceBadgeState = c?.level ?? (status == "pending" ? "loading" : "error");
 
-  let label: ReactNode = status == "pending" ? t.badgeLoading : t.badgeError;
+  let label: ReactNode = state == "loading" ? t.badgeLoading : t.badgeError;
   let held = "";
   let title: string | undefined;
   if (c) {

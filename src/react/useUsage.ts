@@ -76,7 +76,7 @@ export type UseUsageResult = UsagePendingResult | UsageErrorResult | UsageSucces
 
 /** The signed-in user's balances, kept fresh by the provider's live mode. */
 export function useUsage(options: UseUsageOptions = {}): UseUsageResult {
-  return useUsageFor("useUsage", options);
+  return useUsageFor(useMeterContext("useUsage"), options);
 }
 
 /** What the usage query is, for `useQuery` and `useSuspenseQuery` alike. */
@@ -93,8 +93,8 @@ function usageQuery(ctx: MeterContextValue, client: QueryClient) {
   };
 }
 
-export function useUsageFor(caller: string, { queryClient, lowThreshold, queryOptions }: UseUsageOptions): UseUsageResult {
-  const ctx = useMeterContext(caller);
+/** `useUsage` over a provider value the caller already has (it named itself when it got it). */
+export function useUsageFor(ctx: MeterContextValue, { queryClient, lowThreshold, queryOptions }: UseUsageOptions): UseUsageResult {
   const client = queryClient ?? ctx.queryClient;
   const query = useQuery({ ...usageQuery(ctx, client), ...queryOptions }, client);
   return result(query, ctx.streaming, lowThreshold);

@@ -49,7 +49,7 @@ export function openUsageStream(
         const events = (buffer += chunk.value).split(/\r?\n\r?\n/);
         buffer = events.pop()!;
         for (const event of events) {
-          retry = Number(/^retry: ?(\d+)/m.exec(event)?.[1] ?? retry);
+          retry = +(/^retry: ?(\d+)/m.exec(event)?.[1] ?? retry);
           if (/^event: ?usage\r?$/m.test(event)) {
             // Strip the data lines' prefix and blank out every other line: what is left is the
             // data joined by newlines, as the SSE spec joins it (JSON ignores the extra whitespace).

@@ -1,11 +1,11 @@
 import type { QueryClient } from "@tanstack/react-query";
-import { forwardRef, useEffect, useRef, useState, type HTMLAttributes, type ReactNode } from "react";
+import { createElement as h, forwardRef, useEffect, useRef, useState, type HTMLAttributes, type ReactNode } from "react";
 import { useMeterContext, useMessages } from "./context.js";
 import type { CounterView } from "./counterView.js";
 import { formatAmount, formatDate } from "./format.js";
 import { cx } from "./cx.js";
 import { fill, type MeterMessagesInput } from "./messages.js";
-import { useCounter } from "./useCounter.js";
+import { useUsageFor } from "./useUsage.js";
 
 /** What the badge's texts are made of, for `formatLabel`. */
 export interface BalanceLabelParts {
@@ -72,11 +72,12 @@ export const BalanceBadge = forwardRef<HTMLSpanElement, BalanceBadgeProps>(funct
 ) {
   const ctx = useMeterContext("BalanceBadge");
   const t = useMessages<typeof BADGE_MESSAGES & Pick<MeterMessagesInput, "units" | "labels">>(ctx, BADGE_MESSAGES);
-  const { counter: c, status } = useCounter(key, { queryClient, lowThreshold });
+  const { counters, status } = useUsageFor(ctx, { queryClient, lowThreshold });
+  const c = counters.find((v) => key == null || v.key == key);
   const locale = localeProp ?? ctx.locale;
   const state: BalanceBadgeState = c?.level ?? (status == "pending" ? "loading" : "error");
 
-  let label: ReactNode = status == "pending" ? t.badgeLoading : t.badgeError;
+  let label: ReactNode = state == "loading" ? t.badgeLoading : t.badgeError;
   let held = "";
   let title: string | undefined;
   if (c) {
@@ -108,26 +109,13 @@ export const BalanceBadge = forwardRef<HTMLSpanElement, BalanceBadgeProps>(funct
     return () => clearTimeout(timer);
   }, [visible, state, stateText, announceDelay]);
 
-  return (
-    <span
-      role="status"
-      // role="status" implies aria-atomic; aria-live is spelled out for older screen readers.
-      aria-live="polite"
-      title={title}
-      {...rest}
-      ref={ref}
-      className={cx("mk-badge", className)}
-      data-state={state}
-      data-held={held ? "" : undefined}
-    >
-      <span aria-hidden="true" className={cx("mk-badge-icon", classNames.icon)} title={stateText || undefined}>
-        {state == "low" ? "!" : state == "empty" ? "×" : state == "unlimited" ? "∞" : ""}
-      </span>
-      <span aria-hidden="true" ref={textRef} className={cx("mk-badge-text", classNames.text)}>
-        <span>{label}</span>
-        {held && <span className={cx("mk-badge-held", classNames.held)}>{held}</span>}
-      </span>
-      <span className="mk-sr-only">{announced}</span>
-    </span>
+  // createElement, not JSX: the badge then needs no react/jsx-runtime import (see MeterProvider).
+  return h(
+    "span",
+    // role="status" implies aria-atomic; aria-live is spelled out for older screen readers.
+    { role: "status", "aria-live": "polite", title, ...rest, ref, className: cx("mk-badge", className), "data-state": state, "data-held": held ? "" : undefined },
+    h("span", { "aria-hidden": "true", className: cx("mk-badge-icon", classNames.icon), title: stateText || undefined }, state == "low" ? "!" : state == "empty" ? "×" : state == "unlimited" ? "∞" : ""),
+    h("span", { "aria-hidden": "true", ref: textRef, className: cx("mk-badge-text", classNames.text) }, h("span", null, label), held && h("span", { className: cx("mk-badge-held", classNames.held) }, held)),
+    h("span", { className: "mk-sr-only" }, announced),
   );
 });

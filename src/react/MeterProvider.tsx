@@ -1,9 +1,9 @@
 import { QueryClient, QueryClientContext } from "@tanstack/react-query";
 import { createElement, useContext, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
-import { MeterContext, type LiveMode, type MeterContextValue } from "./context.js";
+import { MeterContext, type LiveMode, type MeterContextValue, type ProviderInstance } from "./context.js";
 import type { LimitReachedStore } from "./limitReachedStore.js";
 import type { MeterMessagesInput } from "./messages.js";
-import { createTransport, type HeadersOption } from "./request.js";
+import { send, type HeadersOption } from "./request.js";
 import { openUsageStream } from "./usageStream.js";
 import { writeUsage } from "./writeUsage.js";
 
@@ -45,25 +45,17 @@ export interface MeterProviderProps {
   children?: ReactNode;
 }
 
-/** A tab hidden this long closes its stream; a quick tab switch keeps it. */
-const HIDDEN_GRACE = 10_000;
-
 /** Gives the kit's hooks and components their server, cache and live updates. */
 export function MeterProvider(props: MeterProviderProps) {
   const { live = "sse", pollInterval = 30_000, locale, messages } = props;
   const baseUrl = props.baseUrl.replace(/\/+$/, "");
   const appClient = useContext(QueryClientContext);
-  const own = useRef<QueryClient>(undefined);
-  const client = props.queryClient ?? appClient ?? (own.current ??= new QueryClient());
+  // This provider's own state across renders. Its latest props are read through it, so an inline
+  // `headers={{…}}` or `fetch={…}` restarts neither the stream nor the queries.
+  const own = useRef<ProviderInstance>({ props }).current;
+  own.props = props;
+  const client = props.queryClient ?? appClient ?? (own.client ??= new QueryClient());
   const [streaming, setStreaming] = useState(false);
-  // zustand's pattern for state that belongs to one provider: a vanilla store per instance (made
-  // on first use, see limitStoreOf), or the app's.
-  const limit = useMemo<MeterContextValue["limit"]>(() => ({ store: props.limitReachedStore }), [props.limitReachedStore]);
-
-  // Read through a ref so an inline `headers={{…}}` or `fetch={…}` restarts neither the stream nor the queries.
-  const latest = useRef(props);
-  latest.current = props;
-  const transport = useMemo(() => createTransport(baseUrl, () => latest.current), [baseUrl]);
 
   useEffect(() => {
     // What QueryClientProvider would do: start focus and online tracking (reference-counted).
@@ -71,38 +63,23 @@ export function MeterProvider(props: MeterProviderProps) {
     return () => client.unmount();
   }, [client]);
 
-  useEffect(() => {
-    if (live != "sse") return;
-    let stop: (() => void) | undefined;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const halt = () => {
-      stop?.();
-      stop = undefined;
-      setStreaming(false);
-    };
-    const sync = () => {
-      clearTimeout(timer);
-      if (document.hidden) timer = setTimeout(halt, HIDDEN_GRACE);
-      else
-        stop ??= openUsageStream(
-          (signal) => transport.send("/usage/stream", { headers: { accept: "text/event-stream" }, signal }),
-          (usage) => writeUsage(client, baseUrl, usage),
-          setStreaming,
-        );
-    };
-    document.addEventListener("visibilitychange", sync);
-    sync();
-    return () => {
-      document.removeEventListener("visibilitychange", sync);
-      clearTimeout(timer);
-      halt();
-    };
-  }, [live, baseUrl, client, transport]);
+  useEffect(
+    () =>
+      live == "sse"
+        ? openUsageStream(
+            (signal) => send({ baseUrl, own }, "/usage/stream", { headers: { accept: "text/event-stream" }, signal }),
+            (usage) => writeUsage(client, baseUrl, usage),
+            setStreaming,
+          )
+        : undefined,
+    [live, baseUrl, client],
+  );
 
   const value = useMemo<MeterContextValue>(
-    () => ({ baseUrl, queryClient: client, ...transport, live, streaming, pollInterval, locale, messages, limit }),
-    // transport changes with baseUrl
-    [client, transport, live, streaming, pollInterval, locale, messages, limit],
+    () => ({ baseUrl, own, queryClient: client, live, streaming, pollInterval, locale, messages }),
+    // A new limitReachedStore prop is read through `own`; consumers re-render to pick it up.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [baseUrl, client, live, streaming, pollInterval, locale, messages, props.limitReachedStore],
   );
   // createElement, not JSX: this file then needs no react/jsx-runtime import (a few bytes on every page).
   return createElement(MeterContext.Provider, { value }, props.children);

@@ -2,18 +2,16 @@ import { createContext, useContext } from "react";
 import type { QueryClient } from "@tanstack/react-query";
 import type { LimitReachedStore } from "./limitReachedStore.js";
 import type { MeterMessagesInput } from "./messages.js";
-import type { MeterRequest, MeterSend } from "./request.js";
+import type { MeterProviderProps } from "./MeterProvider.js";
+import type { Transport } from "./request.js";
 
 /** How the balance stays fresh: a Server-Sent Events stream, polling, or only on demand. */
 export type LiveMode = "sse" | "poll" | false;
 
-export interface MeterContextValue {
-  baseUrl: string;
+/** The provider's value; as a `Transport` it is what `send` and `request` call the meter routes with. */
+export interface MeterContextValue extends Transport {
+  own: ProviderInstance;
   queryClient: QueryClient;
-  request: MeterRequest;
-  send: MeterSend;
-  /** The provider's `fetch` (or the global one), for app routes called through `useMeteredFetch`. */
-  fetch: typeof fetch;
   live: LiveMode;
   /** True while the SSE stream is connected; polling takes over while it is not. */
   streaming: boolean;
@@ -21,11 +19,20 @@ export interface MeterContextValue {
   locale: string | undefined;
   /** The provider's `messages` (only what the app overrides; components add their defaults). */
   messages: MeterMessagesInput | undefined;
+}
+
+/** What one provider keeps across renders. */
+export interface ProviderInstance {
+  /** The latest props (its `fetch` and `headers` are read per request). */
+  props: MeterProviderProps;
+  /** The QueryClient it made, when neither a prop nor the app gave one. */
+  client?: QueryClient;
   /**
-   * This provider's limit-reached store, made on first use by {@link limitStoreOf} (a page with
-   * only a badge never loads the store's code).
+   * Its limit-reached store when the app gave none, made on first use by {@link limitStoreOf}
+   * (zustand's pattern for state that belongs to one provider; a page with only a badge never
+   * loads the store's code).
    */
-  limit: { store?: LimitReachedStore | undefined };
+  limitStore?: LimitReachedStore;
 }
 
 export const MeterContext = createContext<MeterContextValue | null>(null);

@@ -45,7 +45,7 @@ export function createLimitReachedStore(): LimitReachedStore {
   }));
 }
 
-/** The provider's store, created the first time a hook or component asks for it. */
-export function limitStoreOf(ctx: MeterContextValue): LimitReachedStore {
-  return (ctx.limit.store ??= createLimitReachedStore());
+/** The provider's store: the app's, else its own, created the first time a hook or component asks for it. */
+export function limitStoreOf({ own }: MeterContextValue): LimitReachedStore {
+  return own.props.limitReachedStore ?? (own.limitStore ??= createLimitReachedStore());
 }

@@ -172,7 +172,7 @@ export function plural(text: PluralText, count: number, locale: string | undefin
 export function fill(template: string, values: Record<string, ReactNode>, text: true): string;
 export function fill(template: string, values: Record<string, ReactNode>, text?: false): ReactNode;
 export function fill(template: string, values: Record<string, ReactNode>, text?: boolean): ReactNode {
-  if (text) return template.replace(/\{(\w+)\}/g, (_, name: string) => String(values[name] ?? ""));
-  // Odd indexes are the names between braces.
-  return template.split(/\{(\w+)\}/).map((p, i) => (i % 2 ? createElement("bdi", { key: i }, values[p]) : p));
+  // Odd indexes are the names between braces; join treats a missing value as "".
+  const parts = template.split(/\{(\w+)\}/).map((p, i) => (i % 2 ? (text ? values[p] : createElement("bdi", { key: i }, values[p])) : p));
+  return text ? parts.join("") : parts;
 }

@@ -2,6 +2,7 @@ import { useMutation, useQuery, useQueryClient, type QueryClient } from "@tansta
 import { useCallback } from "react";
 import { useMeterContext } from "./context.js";
 import type { AutoTopUpPauseReason, AutoTopUpState, AutoTopUpStatus } from "../core/autoTopUp.js";
+import { request } from "./request.js";
 
 export type { AutoTopUpPauseReason };
 /** One counter's auto top-up (`GET /auto-top-up`). */
@@ -61,13 +62,13 @@ export function useAutoTopUp({ counter, enabled = true, queryClient, navigate, s
   const ctx = useMeterContext("useAutoTopUp");
   const client = useQueryClient(queryClient ?? ctx.queryClient);
   const key = autoTopUpKey(ctx.baseUrl);
-  const query = useQuery({ queryKey: key, queryFn: () => ctx.request<AutoTopUpData>("/auto-top-up"), enabled }, client);
+  const query = useQuery({ queryKey: key, queryFn: () => request<AutoTopUpData>(ctx, "/auto-top-up"), enabled }, client);
   const put = useMutation(
     {
       // The key travels with the variables, so a retry of this mutation reuses it; a new call of
       // `update` (a new user action) gets a new one.
       mutationFn: ({ input, key: idempotencyKey }: { input: AutoTopUpUpdate; key: string }) =>
-        ctx.request<AutoTopUpCounterState>("/auto-top-up", {
+        request<AutoTopUpCounterState>(ctx, "/auto-top-up", {
           method: "PUT",
           headers: { "content-type": "application/json", "idempotency-key": idempotencyKey },
           body: JSON.stringify(input),
@@ -79,7 +80,7 @@ export function useAutoTopUp({ counter, enabled = true, queryClient, navigate, s
   const setup = useMutation(
     {
       mutationFn: () =>
-        ctx.request<{ url: string }>("/auto-top-up/setup", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ successUrl, cancelUrl }) }),
+        request<{ url: string }>(ctx, "/auto-top-up/setup", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ successUrl, cancelUrl }) }),
       onSuccess: ({ url }) => (navigate ? navigate(url) : window.location.assign(url)),
     },
     client,

@@ -1,6 +1,7 @@
 import { useMutation, type QueryClient } from "@tanstack/react-query";
 import { useCallback, useEffect, useRef, useState } from "react";
 import { useMeterContext } from "./context.js";
+import { request } from "./request.js";
 
 export interface UseCheckoutOptions {
   /** Where Stripe sends the user after paying. Default: the server's choice. */
@@ -44,7 +45,7 @@ export function useCheckout({ successUrl, cancelUrl, navigate, onSuccess, onErro
     {
       mutationFn: async (packId: string) =>
         (
-          await ctx.request<{ url: string }>("/checkout", {
+          await request<{ url: string }>(ctx, "/checkout", {
             method: "POST",
             headers: { "content-type": "application/json" },
             body: JSON.stringify({ packId, successUrl, cancelUrl }),

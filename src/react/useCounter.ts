@@ -1,3 +1,4 @@
+import { useMeterContext } from "./context.js";
 import type { CounterView } from "./counterView.js";
 import { useUsageFor, type UseUsageOptions, type UseUsageResult } from "./useUsage.js";
 
@@ -18,6 +19,6 @@ export type UseCounterResult = UseUsageResult extends infer R
  * first counter.
  */
 export function useCounter(key?: string, options: UseCounterOptions = {}): UseCounterResult {
-  const { counters, ...rest } = useUsageFor("useCounter", options);
+  const { counters, ...rest } = useUsageFor(useMeterContext("useCounter"), options);
   return { ...rest, counter: (counters as CounterView[]).find((c) => key == null || c.key == key) } as UseCounterResult;
 }

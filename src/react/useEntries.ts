@@ -1,6 +1,7 @@
 import { useInfiniteQuery, type QueryClient } from "@tanstack/react-query";
 import { useMeterContext } from "./context.js";
 import { entriesKey } from "./queryKeys.js";
+import { request } from "./request.js";
 
 /** The kinds of entry the ledger appends. */
 export type EntryKind = "reserve" | "commit" | "release" | "expire" | "track" | "refund" | "grant" | "adjust" | "clawback";
@@ -49,7 +50,7 @@ export function useEntries({ pageSize = 20, enabled = true, queryClient }: UseEn
   return useInfiniteQuery(
     {
       queryKey: [...entriesKey(ctx.baseUrl), pageSize],
-      queryFn: ({ pageParam }) => ctx.request<EntriesPage>(`/entries?limit=${pageSize}${pageParam ? `&before=${encodeURIComponent(pageParam)}` : ""}`),
+      queryFn: ({ pageParam }) => request<EntriesPage>(ctx, `/entries?limit=${pageSize}${pageParam ? `&before=${encodeURIComponent(pageParam)}` : ""}`),
       initialPageParam: "",
       getNextPageParam: (last: EntriesPage) => last.nextCursor ?? undefined,
       enabled,

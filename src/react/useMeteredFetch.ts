@@ -20,17 +20,19 @@ export interface UseMeteredFetchOptions {
  */
 export function useMeteredFetch({ onLimitReached }: UseMeteredFetchOptions = {}): typeof fetch {
   const ctx = useMeterContext("useMeteredFetch");
-  const { fetch: fetchImpl, queryClient, baseUrl, streaming } = ctx;
+  const { own, queryClient, baseUrl, streaming } = ctx;
   const limitStore = limitStoreOf(ctx);
   // An inline callback must not make a new fetch on every render (it is often an effect dependency).
   const callback = useRef(onLimitReached);
   callback.current = onLimitReached;
   return useMemo(() => {
+    // The provider's latest fetch (or the global one, looked up per call as tests and polyfills may replace it).
+    const fetchImpl: typeof fetch = (input, init) => (own.props.fetch ?? fetch)(input, init);
     const limited = withLimitReached(fetchImpl, limitStore, (e) => callback.current?.(e));
     return async (input, init) => {
       const res = await limited(input, init);
       if (!streaming || res.status === 402) void queryClient.invalidateQueries({ queryKey: usageKey(baseUrl) });
       return res;
     };
-  }, [fetchImpl, queryClient, baseUrl, streaming, limitStore]);
+  }, [own, queryClient, baseUrl, streaming, limitStore]);
 }

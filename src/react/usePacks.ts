@@ -1,6 +1,7 @@
 import { useQuery, type QueryClient } from "@tanstack/react-query";
 import { useMeterContext } from "./context.js";
 import { packsKey } from "./queryKeys.js";
+import { request } from "./request.js";
 
 /** A credit pack the server sells (`GET /packs`). */
 export interface CreditPack {
@@ -39,7 +40,7 @@ export function usePacks({ counter, enabled = true, queryClient }: UsePacksOptio
   const query = useQuery(
     {
       queryKey: packsKey(ctx.baseUrl),
-      queryFn: async () => (await ctx.request<{ packs: CreditPack[] }>("/packs")).packs,
+      queryFn: async () => (await request<{ packs: CreditPack[] }>(ctx, "/packs")).packs,
       staleTime: 5 * 60_000,
       enabled,
     },

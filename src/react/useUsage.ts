@@ -4,6 +4,7 @@ import { useMeterContext, type MeterContextValue } from "./context.js";
 import { toCounterView, type CounterView } from "./counterView.js";
 import { usageKey } from "./queryKeys.js";
 import { newerUsage } from "./writeUsage.js";
+import { request } from "./request.js";
 
 /** TanStack Query options passed through to the usage query (all but its key, function and `select`). */
 export type UsageQueryOptions = Omit<UseQueryOptions<Usage, Error, Usage>, "queryKey" | "queryFn" | "select">;
@@ -75,7 +76,7 @@ export type UseUsageResult = UsagePendingResult | UsageErrorResult | UsageSucces
 
 /** The signed-in user's balances, kept fresh by the provider's live mode. */
 export function useUsage(options: UseUsageOptions = {}): UseUsageResult {
-  return useUsageFor("useUsage", options);
+  return useUsageFor(useMeterContext("useUsage"), options);
 }
 
 /** What the usage query is, for `useQuery` and `useSuspenseQuery` alike. */
@@ -85,15 +86,15 @@ function usageQuery(ctx: MeterContextValue, client: QueryClient) {
   const polling = ctx.live && !ctx.streaming;
   return {
     queryKey: key,
-    queryFn: async () => newerUsage(client.getQueryData<Usage>(key), await ctx.request<Usage>("/usage")),
+    queryFn: async () => newerUsage(client.getQueryData<Usage>(key), await request<Usage>(ctx, "/usage")),
     refetchInterval: polling ? ctx.pollInterval : (false as const),
     // A connected stream already pushes every change; refetching on focus would only add load.
     staleTime: ctx.streaming ? Infinity : 0,
   };
 }
 
-export function useUsageFor(caller: string, { queryClient, lowThreshold, queryOptions }: UseUsageOptions): UseUsageResult {
-  const ctx = useMeterContext(caller);
+/** `useUsage` over a provider value the caller already has (it named itself when it got it). */
+export function useUsageFor(ctx: MeterContextValue, { queryClient, lowThreshold, queryOptions }: UseUsageOptions): UseUsageResult {
   const client = queryClient ?? ctx.queryClient;
   const query = useQuery({ ...usageQuery(ctx, client), ...queryOptions }, client);
   return result(query, ctx.streaming, lowThreshold);

@@ -1,6 +1,7 @@
 import { useQuery, type QueryClient } from "@tanstack/react-query";
 import { useMeterContext } from "./context.js";
 import { historyKey } from "./queryKeys.js";
+import { request } from "./request.js";
 
 /** Usage charged on one UTC day, per counter. */
 export interface UsageDay {
@@ -30,7 +31,7 @@ export function useUsageHistory({ days = 14, enabled = true, queryClient }: UseU
   return useQuery(
     {
       queryKey: [...historyKey(ctx.baseUrl), days],
-      queryFn: () => ctx.request<UsageHistoryData>(`/usage/history?days=${days}`),
+      queryFn: () => request<UsageHistoryData>(ctx, `/usage/history?days=${days}`),
       enabled,
     },
     queryClient ?? ctx.queryClient,

@@ -133,6 +133,33 @@ describe("live updates", () => {
     }
   });
 
+  it("a stream closed for a hidden tab stays closed (no reconnect while hidden), and showing the tab opens exactly one", async () => {
+    const { wrapper, meter } = setup();
+    renderHook(() => useUsage(), { wrapper });
+    await waitFor(() => expect(meter.openStreams).toBe(1));
+    const streamRequests = () => meter.requests.filter((r) => r.url.endsWith("/stream")).length;
+    vi.useFakeTimers({ shouldAdvanceTime: true });
+    try {
+      const visibility = vi.spyOn(document, "hidden", "get").mockReturnValue(true);
+      act(() => void document.dispatchEvent(new Event("visibilitychange")));
+      await act(() => vi.advanceTimersByTimeAsync(10_500));
+      expect(meter.openStreams).toBe(0);
+      const requestsWhenClosed = streamRequests();
+      // Longer than the longest backoff: nothing reconnects while the tab is hidden.
+      await act(() => vi.advanceTimersByTimeAsync(40_000));
+      expect(streamRequests()).toBe(requestsWhenClosed);
+      visibility.mockReturnValue(false);
+      act(() => void document.dispatchEvent(new Event("visibilitychange")));
+      act(() => void document.dispatchEvent(new Event("visibilitychange")));
+      await waitFor(() => expect(meter.openStreams).toBe(1));
+      await act(() => vi.advanceTimersByTimeAsync(5_000));
+      expect(meter.openStreams).toBe(1);
+      expect(streamRequests()).toBe(requestsWhenClosed + 1);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("with live=\"poll\" refetches on an interval and opens no stream", async () => {
     const { wrapper, meter } = setup({}, { live: "poll", pollInterval: 30 });
     renderHook(() => useUsage(), { wrapper });

@@ -173,6 +173,10 @@ export async function sendWebResponse(res: ServerResponse, response: Response): 
 /**
  * A Node `http.createServer` listener for a meter handler (plain Node, Fastify's raw routes, …).
  * `context` gives the handler's `identify` its second argument (default: the `IncomingMessage`).
+ * The Web `Request` it builds carries the body read from the socket for the meter handler
+ * only (no body stream: `request.body` is null; the handler reads the bytes directly), and a
+ * JSON answer is written from its text: the two Web-stream round trips were about a tenth of a
+ * CPU profile of the handler process at 32 clients. `toWebRequest` still builds a complete `Request`.
  */
 export function toNodeHandler<Context = IncomingMessage>(
   handler: (request: Request, context?: Context) => Promise<Response>,

@@ -1,13 +1,18 @@
 import { assertId, assertKnownFields } from "../core/amounts.js";
 import { MeterError, errorFromBody } from "../core/errors.js";
 import type { MeterApi, ReserveOptions } from "../core/types.js";
+import { fetchTransport, isNode, nodeTransport } from "./transport.js";
 
 export interface MeterClientOptions {
   /** Where the meterkit handler is mounted, e.g. `"https://billing.internal/api/meter"`. */
   url: string;
   /** One of the handler's `secretKeys`, sent as `Authorization: Bearer …`. Keep it on servers. */
   secretKey: string;
-  /** The fetch to use (tests, proxies, instrumentation). Default: the global `fetch`. */
+  /**
+   * The fetch to use (tests, proxies, instrumentation). Default: in Node, `node:http` /
+   * `node:https` with a keep-alive `Agent` of the client's own (a third of the CPU of Node's
+   * `fetch` per call); elsewhere (Deno, Bun, workers, browsers) the global `fetch`.
+   */
   fetch?: typeof fetch;
   /**
    * Extra attempts after a network failure, a timeout or a 502/503/504, each with the same
@@ -36,7 +41,7 @@ export function createMeterClient(options: MeterClientOptions): MeterClient {
     throw new MeterError("invalid_request", "createMeterClient needs { secretKey } — one of the handler's secretKeys.", { field: "secretKey" });
   }
   const base = options.url.replace(/\/+$/, "");
-  const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+  const send = options.fetch ? fetchTransport(options.fetch) : isNode() ? nodeTransport(base) : fetchTransport(globalThis.fetch.bind(globalThis));
   const retries = options.retries ?? 2;
   const timeout = options.timeout ?? 10_000;
   const newKey = () => globalThis.crypto.randomUUID();
@@ -50,15 +55,14 @@ export function createMeterClient(options: MeterClientOptions): MeterClient {
       let status: number;
       let data: unknown = null;
       try {
-        const res = await fetchImpl(base + path, { method, headers, body: payload, signal: AbortSignal.timeout(timeout) });
+        const res = await send(method, base + path, headers, payload, timeout);
         status = res.status;
-        const text = await res.text();
         try {
-          data = JSON.parse(text);
+          data = JSON.parse(res.text);
         } catch {
           data = null; // a proxy's HTML error page: judged by its status below
         }
-        if (res.ok && data !== null) return data as T;
+        if (status >= 200 && status < 300 && data !== null) return data as T;
       } catch (err) {
         if (attempt < retries) {
           await backoff(attempt);

@@ -6,11 +6,25 @@ const BASE_HEADERS: Record<string, string> = {
   "x-content-type-options": "nosniff",
 };
 
+/** The JSON text of each answer `json` built, for the Node adapter (see `bufferedText`). */
+const TEXTS = new WeakMap<Response, string>();
+
 export function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(body), {
+  const text = JSON.stringify(body);
+  const response = new Response(text, {
     status,
     headers: { ...BASE_HEADERS, "content-type": "application/json; charset=utf-8", ...headers },
   });
+  TEXTS.set(response, text);
+  return response;
+}
+
+/**
+ * The body text of an answer built by `json`, so the Node adapter writes it at once instead of
+ * reading it back through the `Response`'s stream; undefined for any other `Response`.
+ */
+export function bufferedText(response: Response): string | undefined {
+  return TEXTS.get(response);
 }
 
 /** The answer for a MeterError: its status and `{ error: { code, message, ...details } }`, never a stack. */

@@ -23,10 +23,15 @@ ALTER TABLE entries ADD CONSTRAINT entries_pkey PRIMARY KEY (user_id, id);
 DROP INDEX entries_user;
 
 -- ---------------------------------------------------------------------------------------
--- A commit and a track update the balance row in place (no index column changes, so HOT):
--- that needs free space on the row's page, which fillfactor 100 leaves only after pruning.
--- Room for new versions keeps them on the page (applies to pages written from now on).
+-- Room on the page for the new version of an updated row (applies to pages written from now
+-- on). A commit and a track update the balance row in place (no index column changes, so
+-- HOT), which needs free space on the row's page; fillfactor 100 leaves some only after
+-- pruning. A commit or release also rewrites its hold, to a longer row (request and result):
+-- on a full page the new version goes to another page, which costs a tuple-lock WAL record,
+-- a free-space lookup and a second page in the update (0.75 such records per commit in
+-- tools/ledgerCost.ts at fillfactor 100).
 ALTER TABLE balances SET (fillfactor = 80);
+ALTER TABLE holds SET (fillfactor = 60);
 
 -- ---------------------------------------------------------------------------------------
 -- As 0030 (every rule of 0004 and 0020: a hold resolves once; repeating the same resolution

@@ -6,9 +6,9 @@
 -- holds_open_expiry (expires_at) WHERE status = 'open' served op_sweep alone ("expired holds
 -- of every user, soonest first"). holds_open (user_id, counter_key, expires_at) WHERE status =
 -- 'open' holds exactly the same rows (the open holds, few at any time: they resolve within
--- their TTL), so the sweeper reads all of it and sorts the expired ones instead: one index
--- insert less per reserve, and an index of random user keys no longer gets a new entry that
--- a commit then leaves dead.
+-- their TTL), so the sweeper reads all of it and sorts the expired ones instead (its query is
+-- unchanged, and still global by nature): one index entry less per reserve, which its commit
+-- used to leave dead.
 DROP INDEX holds_open_expiry;
 
 -- ---------------------------------------------------------------------------------------
@@ -17,7 +17,8 @@ DROP INDEX holds_open_expiry;
 -- table), none finds an entry by id alone, so one unique key (user_id, id) serves them all:
 -- one index insert less per entry, i.e. per operation. id stays unique (the sequence);
 -- (user_id, id) is also the key a table partitioned or distributed by user must have
--- (test/helpers/partitionByUser.ts gave it that key already).
+-- (test/helpers/partitionByUser.ts gave it that key already). On an existing database this
+-- builds the new key under the table's lock: one pass over entries, once.
 ALTER TABLE entries DROP CONSTRAINT entries_pkey;
 ALTER TABLE entries ADD CONSTRAINT entries_pkey PRIMARY KEY (user_id, id);
 DROP INDEX entries_user;

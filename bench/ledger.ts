@@ -6,6 +6,9 @@ const USERS = 10_000;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 /** Each cell runs this many times, meterkit / baseline / 2-counter interleaved, so a burst of load elsewhere hits all three alike. */
 const REPETITIONS = Number(process.env.BENCH_REPETITIONS ?? 3);
+/** Only some cells (`BENCH_MODES=spread BENCH_CLIENTS=8,32`); default: all of them. */
+const MODES = (process.env.BENCH_MODES ?? "spread,hot").split(",") as Array<"spread" | "hot">;
+const CLIENTS = (process.env.BENCH_CLIENTS ?? "1,8,32,64").split(",").map(Number);
 
 type Run = Awaited<ReturnType<typeof loadFor>>;
 
@@ -36,8 +39,8 @@ export default async function ledgerBench({ databaseUrl }: { databaseUrl: string
   await setupBaseline(pool, USERS);
 
   const rows: Array<Record<string, string | number>> = [];
-  for (const mode of ["spread", "hot"] as const) {
-    for (const clients of [1, 8, 32, 64]) {
+  for (const mode of MODES) {
+    for (const clients of CLIENTS) {
       const user = (w: number, i: number) => (mode === "hot" ? "u0" : `u${(w * 7919 + i * 104729) % USERS}`);
       const ours = () => loadFor(clients, SECONDS * 1000, async (w, i) => {
         const t0 = performance.now();

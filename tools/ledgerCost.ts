@@ -1,6 +1,7 @@
 /**
  * `npx tsx tools/ledgerCost.ts`: what one ledger operation costs inside Postgres, before and
- * after migration 0030 (fast ledger), in the same run on the same server.
+ * after a migration, in the same run on the same server. `COST_BEFORE` is the last migration of
+ * the "before" schema (default 35: before 0036 lean writes; 29 compares with 0.1.0's functions).
  *
  * Starts its own embedded PostgreSQL (fsync on) with pg_stat_statements (track = all), builds
  * two schemas (migrations up to 0020, and all of them), and runs each operation N times on one
@@ -16,6 +17,7 @@ import { migrationFiles } from "../src/server/migrate.js";
 import { startEmbeddedPostgres } from "../src/testing/startEmbeddedPostgres.js";
 
 const N = Number(process.env.COST_OPS ?? 2000);
+const BEFORE = Number(process.env.COST_BEFORE ?? 35);
 const USERS = 10_000;
 const PLANS = { bench: { limits: { tokens: { quota: 1e15, period: "none" as const }, tokens_out: { quota: 1e15, period: "none" as const } } } };
 
@@ -47,6 +49,8 @@ interface Cost {
   walRecords: number;
   walFpi: number;
   rows: string;
+  /** WAL records per operation by type (pg_walinspect): btree inserts are the index writes. */
+  records: string;
 }
 
 /** CPU time the backend serving `application_name` has used, in ns (/proc/<pid>/schedstat): unlike wall time, load elsewhere barely moves it. */
@@ -68,12 +72,23 @@ async function measure(admin: pg.Pool, schema: string, op: string, run: (i: numb
     );
   const before = await tables();
   await admin.query("SELECT pg_stat_statements_reset()");
+  const lsn0 = (await admin.query<{ lsn: string }>("SELECT pg_current_wal_insert_lsn() AS lsn")).rows[0]!.lsn;
   const cpu0 = await backendCpuNs(admin, schema);
   const t0 = performance.now();
   for (let i = 0; i < N; i++) await run(i);
   const nodeUs = ((performance.now() - t0) * 1000) / N;
   const cpuUs = (await backendCpuNs(admin, schema) - cpu0) / 1000 / N;
+  const lsn1 = (await admin.query<{ lsn: string }>("SELECT pg_current_wal_insert_lsn() AS lsn")).rows[0]!.lsn;
   await new Promise((r) => setTimeout(r, 1200));
+  // Records written while the operations ran (the server runs nothing else but autovacuum).
+  const records = (
+    await admin.query<{ t: string; n: string }>(
+      `SELECT "resource_manager/record_type" AS t, count AS n FROM pg_get_wal_stats($1, $2, true)
+        WHERE count > 0 AND "resource_manager/record_type" !~ '^(XLOG|Standby|Storage|RelMap|CLOG|MultiXact)/'
+        ORDER BY count DESC`,
+      [lsn0, lsn1],
+    )
+  ).rows.map((r) => `${r.t} ${(Number(r.n) / N).toFixed(2)}`).join(", ");
   const s = (
     await admin.query<{ top_calls: string; top_ms: string; nested: string; wal_bytes: string; wal_records: string; wal_fpi: string }>(
       `SELECT sum(calls) FILTER (WHERE toplevel) AS top_calls, sum(total_exec_time) FILTER (WHERE toplevel) AS top_ms,
@@ -105,6 +120,7 @@ async function measure(admin: pg.Pool, schema: string, op: string, run: (i: numb
     walRecords: Number(s.wal_records) / calls,
     walFpi: Number(s.wal_fpi) / calls,
     rows: rows.join(", "),
+    records,
   };
 }
 
@@ -157,9 +173,10 @@ const db = await startEmbeddedPostgres({
 const admin = new pg.Pool({ connectionString: db.url, max: 2 });
 try {
   await admin.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+  await admin.query("CREATE EXTENSION IF NOT EXISTS pg_walinspect");
   const { loadavg } = await import("node:os");
-  console.log(`# ledger cost per operation — ${new Date().toISOString()} — ${N} ops each, one connection, fsync on, load ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
-  const before = await profile(db.url, admin, "cost_before", 29);
+  console.log(`# ledger cost per operation — ${new Date().toISOString()} — ${N} ops each, one connection, fsync on, before = migrations up to ${BEFORE}, load ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+  const before = await profile(db.url, admin, "cost_before", BEFORE);
   const after = await profile(db.url, admin, "cost_after", 9999);
   console.log("| operation | statements | backend CPU µs | µs in Postgres | µs from Node | WAL bytes | WAL records | FPI | rows written per op |");
   console.log("|---|---|---|---|---|---|---|---|---|");
@@ -167,6 +184,10 @@ try {
     for (const [label, c] of [["before", before[i]!], ["after", after[i]!]] as const) {
       console.log(`| ${c.op} (${label}) | ${c.statements.toFixed(1)} | ${c.cpuUs.toFixed(0)} | ${c.pgUs.toFixed(0)} | ${c.nodeUs.toFixed(0)} | ${c.walBytes.toFixed(0)} | ${c.walRecords.toFixed(1)} | ${c.walFpi.toFixed(2)} | ${c.rows} |`);
     }
+  }
+  console.log("\nWAL records per operation, by type (pg_walinspect; Btree/INSERT_* = index entries written):");
+  for (let i = 0; i < before.length; i++) {
+    console.log(`- ${before[i]!.op}: before ${before[i]!.records}\n  after ${after[i]!.records}`);
   }
   console.log(`load after: ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
 } finally {

@@ -4,6 +4,7 @@ import { createMeter } from "../../src/server/index.js";
 import { migrationFiles } from "../../src/server/migrate.js";
 import { freshDatabase } from "../helpers/db.js";
 import { TEST_PLANS } from "../helpers/meter.js";
+import { partitionByUser } from "../helpers/partitionByUser.js";
 
 let db: { url: string; drop: () => Promise<void> };
 beforeAll(async () => {
@@ -104,4 +105,29 @@ test("a database migrated by 0.1 (0001–0003) upgrades in place: old debts move
   expect(await meter.audit()).toEqual([]);
   await c.end();
   await meter.close();
+});
+
+test("a database partitioned by user before 0036 (docs/scale.md) takes the later migrations in place", async () => {
+  // Up to 0035 by hand, then the layout docs/scale.md describes, then an upgrade.
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  await c.query("CREATE SCHEMA parted; CREATE TABLE parted.migrations (id int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
+  for (const f of (await migrationFiles()).filter((f) => f.id <= 35)) {
+    await c.query("BEGIN");
+    await c.query("SET LOCAL search_path TO parted, pg_catalog, pg_temp");
+    await c.query(f.sql);
+    await c.query("INSERT INTO parted.migrations (id, name) VALUES ($1, $2)", [f.id, f.name]);
+    await c.query("COMMIT");
+  }
+  await partitionByUser(db.url, "parted");
+  const meter = createMeter({ database: db.url, plans: TEST_PLANS, schema: "parted", sweepInterval: 0 });
+  expect(await meter.migrate()).toEqual((await migrationFiles()).filter((f) => f.id > 35).map((f) => f.name));
+  await meter.upsertSubscription({ userId: "u", planId: "free" });
+  const r = await meter.reserve("u", "tokens", 100);
+  if (!r.allowed) throw new Error("denied");
+  await meter.commit(r.reservationId, { actual: 40 });
+  expect((await meter.usage("u")).counters.find((k) => k.key === "tokens")).toMatchObject({ used: 40, held: 0 });
+  expect(await meter.audit()).toEqual([]);
+  await meter.close();
+  await c.end();
 });

@@ -36,6 +36,8 @@ const STREAM_USERS = 100;
 const STREAMS_PER_USER = 10;
 const ROUNDS = 200;
 const SERVER_FLAG = "--meterkit-bench-http-server";
+/** `BENCH_HTTP_PARTS=pairs`, `=fanout` or `=pairs,fanout` (the default): which parts run. */
+const PARTS = new Set((process.env.BENCH_HTTP_PARTS ?? "pairs,fanout").split(",").map((p) => p.trim()));
 
 const meterOptions = (databaseUrl: string): CreateMeterOptions => ({
   database: databaseUrl,
@@ -139,6 +141,17 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
   const server = await startServer(databaseUrl);
   try {
     // (1) The same reserve+commit pair, direct and through the remote client.
+    if (PARTS.has("pairs")) await pairsPart();
+    // (2) Live fan-out.
+    if (PARTS.has("fanout")) await fanOutPart();
+  } finally {
+    const exited = new Promise((r) => server.child.once("exit", r));
+    server.child.send("exit");
+    await exited;
+    await meter.close();
+  }
+
+  async function pairsPart(): Promise<void> {
     const client = createMeterClient({ url: server.url, secretKey: SECRET });
     const pair = (api: MeterApi, key: boolean) => async (w: number) => {
       const t0 = performance.now();
@@ -191,8 +204,9 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
     table("ratio of medians (goal ≥ 0.5 at 32 clients)", ratios);
     const opened = CLIENTS.map((c) => `${c} clients: ${runs.get(`${modes[1]!.mode}|${c}`)!.connections.join(", ")}`).join("; ");
     console.log(`\nnew TCP connections during the timed HTTP runs (keep-alive: none once warm): ${opened}`);
+  }
 
-    // (2) Live fan-out.
+  async function fanOutPart(): Promise<void> {
     const before = await server.ask();
     const abort = new AbortController();
     const streamUsers = users.slice(0, STREAM_USERS);
@@ -265,10 +279,5 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
     ]);
     const p99 = percentile(latencies, 99);
     console.log(`\nfan-out goal p99 ≤ 100 ms: ${p99 <= 100 ? "met" : "NOT met"} (${p99.toFixed(1)} ms)`);
-  } finally {
-    const exited = new Promise((r) => server.child.once("exit", r));
-    server.child.send("exit");
-    await exited;
-    await meter.close();
   }
 }

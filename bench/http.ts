@@ -9,11 +9,14 @@
  *      key itself costs;
  *  (2) live fan-out: 1,000 open SSE streams across 100 users; time from a commit to its event
  *      on each of the user's streams (p50/p99, goal p99 ≤ 100 ms) and server memory per stream.
+ *      Where the time goes: when the commit returned, and when a listener of our own heard its
+ *      NOTIFY; and the server's CPU time while the commits ran (an idle hub costs none).
  * The handler runs in a child process on a default `node:http` server (like a real
  * deployment), so the HTTP server, its LISTEN connection and its memory are measured apart from
  * the clients; it also counts the TCP connections it accepted (keep-alive: one per client).
  */
 import { fork, type ChildProcess } from "node:child_process";
+import pg from "pg";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
@@ -48,7 +51,7 @@ const meterOptions = (databaseUrl: string): CreateMeterOptions => ({
   sweepInterval: 0,
 });
 
-type Stats = { memory: NodeJS.MemoryUsage; streams: number; connections: number };
+type Stats = { memory: NodeJS.MemoryUsage; streams: number; connections: number; cpu: NodeJS.CpuUsage };
 type FromServer = { port: number } | Stats;
 
 /** The server process: the Web handler on node:http, answering memory questions over IPC. */
@@ -70,7 +73,7 @@ async function serve(databaseUrl: string): Promise<void> {
   process.on("message", (m: string) => {
     if (m === "memory") {
       for (let i = 0; i < 3; i++) gc();
-      process.send!({ memory: process.memoryUsage(), streams: liveStats(internalsOf(meter))?.streams ?? 0, connections } satisfies FromServer);
+      process.send!({ memory: process.memoryUsage(), streams: liveStats(internalsOf(meter))?.streams ?? 0, connections, cpu: process.cpuUsage() } satisfies FromServer);
     } else if (m === "exit") {
       server.closeAllConnections();
       server.close();
@@ -210,8 +213,22 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
     const before = await server.ask();
     const abort = new AbortController();
     const streamUsers = users.slice(0, STREAM_USERS);
-    const waiting = new Map<string, { t0: number; left: number; done: () => void }>();
+    const waiting = new Map<string, { t0: number; left: number; done: () => void; committed?: boolean; heard?: boolean }>();
     const latencies: number[] = [];
+    const committed: number[] = [];
+    const announced: number[] = [];
+    // A LISTEN of our own on the meter's channel: when the commit's announcement reached Postgres.
+    const listener = new pg.Client({ connectionString: databaseUrl });
+    await listener.connect();
+    listener.on("notification", (n) => {
+      const w = n.payload ? waiting.get(n.payload) : undefined;
+      // Only after the commit returned: a late NOTIFY of the reserve before it is not the commit's.
+      if (w?.committed && !w.heard) {
+        w.heard = true;
+        announced.push(performance.now() - w.t0);
+      }
+    });
+    await listener.query(`LISTEN "${internalsOf(meter).channel}"`);
     const lastOfUser: number[] = [];
     const opens: Promise<void>[] = [];
     for (const u of streamUsers) {
@@ -239,6 +256,9 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
     }
     const after = await server.ask();
     const streams = after.streams;
+    // Nothing changes now: what the server spends is the hub's own upkeep.
+    await new Promise((res) => setTimeout(res, 1_000));
+    const idle = await server.ask();
     const perStream = (a: number, b: number) => Math.round((a - b) / streams);
 
     for (let i = 0; i < ROUNDS; i++) {
@@ -247,12 +267,19 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
       if (!r.allowed) throw new Error("bench reserve denied");
       // Let the reserve's own event pass before timing the commit's.
       await new Promise((res) => setTimeout(res, 15));
-      const arrived = new Promise<void>((done) => waiting.set(u, { t0: performance.now(), left: STREAMS_PER_USER, done }));
+      const t0 = performance.now();
+      let round!: { t0: number; left: number; done: () => void; committed?: boolean };
+      const arrived = new Promise<void>((done) => waiting.set(u, (round = { t0, left: STREAMS_PER_USER, done })));
       await meter.commit(r.reservationId, { actual: 400 });
+      committed.push(performance.now() - t0);
+      round.committed = true;
       await Promise.race([arrived, new Promise((res) => setTimeout(res, 2_000))]);
       waiting.delete(u);
     }
+    const done = await server.ask();
     abort.abort();
+    await listener.end();
+    const cpuMs = (a: Stats, b: Stats) => Math.round((a.cpu.user + a.cpu.system - b.cpu.user - b.cpu.system) / 1000);
     table(`live fan-out: ${streams} open streams across ${STREAM_USERS} users, ${ROUNDS} commits`, [
       {
         measure: "commit → event, every stream",
@@ -269,6 +296,11 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
         "max ms": Math.max(...lastOfUser),
       },
     ]);
+    table("where the time goes (commit → …; p50/p99 over the rounds)", [
+      { step: "commit returned", samples: committed.length, "p50 ms": percentile(committed, 50), "p99 ms": percentile(committed, 99) },
+      { step: "NOTIFY heard by a listener of ours", samples: announced.length, "p50 ms": percentile(announced, 50), "p99 ms": percentile(announced, 99) },
+    ]);
+    console.log(`\nserver CPU: ${cpuMs(idle, after)} ms in 1 s with ${streams} idle streams; ${cpuMs(done, idle)} ms during the ${ROUNDS} commits`);
     table("server memory per open stream (after GC)", [
       {
         streams,

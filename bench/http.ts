@@ -72,8 +72,9 @@ async function serve(databaseUrl: string): Promise<void> {
   server.listen(0, "127.0.0.1", () => process.send!({ port: (server.address() as AddressInfo).port } satisfies FromServer));
   process.on("message", (m: string) => {
     if (m === "memory") {
+      const cpu = process.cpuUsage(); // before the collections below, which are ours, not the server's
       for (let i = 0; i < 3; i++) gc();
-      process.send!({ memory: process.memoryUsage(), streams: liveStats(internalsOf(meter))?.streams ?? 0, connections, cpu: process.cpuUsage() } satisfies FromServer);
+      process.send!({ memory: process.memoryUsage(), streams: liveStats(internalsOf(meter))?.streams ?? 0, connections, cpu } satisfies FromServer);
     } else if (m === "exit") {
       server.closeAllConnections();
       server.close();
@@ -213,7 +214,10 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
     const before = await server.ask();
     const abort = new AbortController();
     const streamUsers = users.slice(0, STREAM_USERS);
-    const waiting = new Map<string, { t0: number; left: number; done: () => void; committed?: boolean; heard?: boolean }>();
+    const waiting = new Map<string, { t0: number; left: number; done: () => void }>();
+    /** The round under way (one at a time), kept after its events arrived: our listener may hear the NOTIFY later than the server's. */
+    type Round = { user: string; t0: number; committed: boolean; heard: boolean };
+    let round: Round | null = null;
     const latencies: number[] = [];
     const committed: number[] = [];
     const announced: number[] = [];
@@ -221,11 +225,10 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
     const listener = new pg.Client({ connectionString: databaseUrl });
     await listener.connect();
     listener.on("notification", (n) => {
-      const w = n.payload ? waiting.get(n.payload) : undefined;
       // Only after the commit returned: a late NOTIFY of the reserve before it is not the commit's.
-      if (w?.committed && !w.heard) {
-        w.heard = true;
-        announced.push(performance.now() - w.t0);
+      if (round && round.user === n.payload && round.committed && !round.heard) {
+        round.heard = true;
+        announced.push(performance.now() - round.t0);
       }
     });
     await listener.query(`LISTEN "${internalsOf(meter).channel}"`);
@@ -268,11 +271,12 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
       // Let the reserve's own event pass before timing the commit's.
       await new Promise((res) => setTimeout(res, 15));
       const t0 = performance.now();
-      let round!: { t0: number; left: number; done: () => void; committed?: boolean };
-      const arrived = new Promise<void>((done) => waiting.set(u, (round = { t0, left: STREAMS_PER_USER, done })));
+      const r0: Round = { user: u, t0, committed: false, heard: false };
+      round = r0;
+      const arrived = new Promise<void>((done) => waiting.set(u, { t0, left: STREAMS_PER_USER, done }));
       await meter.commit(r.reservationId, { actual: 400 });
       committed.push(performance.now() - t0);
-      round.committed = true;
+      r0.committed = true;
       await Promise.race([arrived, new Promise((res) => setTimeout(res, 2_000))]);
       waiting.delete(u);
     }

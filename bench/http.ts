@@ -9,11 +9,14 @@
  *      key itself costs;
  *  (2) live fan-out: 1,000 open SSE streams across 100 users; time from a commit to its event
  *      on each of the user's streams (p50/p99, goal p99 ≤ 100 ms) and server memory per stream.
+ *      Where the time goes: when the commit returned, and when a listener of our own heard its
+ *      NOTIFY; and the server's CPU time while the commits ran (an idle hub costs none).
  * The handler runs in a child process on a default `node:http` server (like a real
  * deployment), so the HTTP server, its LISTEN connection and its memory are measured apart from
  * the clients; it also counts the TCP connections it accepted (keep-alive: one per client).
  */
 import { fork, type ChildProcess } from "node:child_process";
+import pg from "pg";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
@@ -36,6 +39,8 @@ const STREAM_USERS = 100;
 const STREAMS_PER_USER = 10;
 const ROUNDS = 200;
 const SERVER_FLAG = "--meterkit-bench-http-server";
+/** `BENCH_HTTP_PARTS=pairs`, `=fanout` or `=pairs,fanout` (the default): which parts run. */
+const PARTS = new Set((process.env.BENCH_HTTP_PARTS ?? "pairs,fanout").split(",").map((p) => p.trim()));
 
 const meterOptions = (databaseUrl: string): CreateMeterOptions => ({
   database: databaseUrl,
@@ -46,7 +51,7 @@ const meterOptions = (databaseUrl: string): CreateMeterOptions => ({
   sweepInterval: 0,
 });
 
-type Stats = { memory: NodeJS.MemoryUsage; streams: number; connections: number };
+type Stats = { memory: NodeJS.MemoryUsage; streams: number; connections: number; cpu: NodeJS.CpuUsage };
 type FromServer = { port: number } | Stats;
 
 /** The server process: the Web handler on node:http, answering memory questions over IPC. */
@@ -67,8 +72,9 @@ async function serve(databaseUrl: string): Promise<void> {
   server.listen(0, "127.0.0.1", () => process.send!({ port: (server.address() as AddressInfo).port } satisfies FromServer));
   process.on("message", (m: string) => {
     if (m === "memory") {
+      const cpu = process.cpuUsage(); // before the collections below, which are ours, not the server's
       for (let i = 0; i < 3; i++) gc();
-      process.send!({ memory: process.memoryUsage(), streams: liveStats(internalsOf(meter))?.streams ?? 0, connections } satisfies FromServer);
+      process.send!({ memory: process.memoryUsage(), streams: liveStats(internalsOf(meter))?.streams ?? 0, connections, cpu } satisfies FromServer);
     } else if (m === "exit") {
       server.closeAllConnections();
       server.close();
@@ -139,6 +145,17 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
   const server = await startServer(databaseUrl);
   try {
     // (1) The same reserve+commit pair, direct and through the remote client.
+    if (PARTS.has("pairs")) await pairsPart();
+    // (2) Live fan-out.
+    if (PARTS.has("fanout")) await fanOutPart();
+  } finally {
+    const exited = new Promise((r) => server.child.once("exit", r));
+    server.child.send("exit");
+    await exited;
+    await meter.close();
+  }
+
+  async function pairsPart(): Promise<void> {
     const client = createMeterClient({ url: server.url, secretKey: SECRET });
     const pair = (api: MeterApi, key: boolean) => async (w: number) => {
       const t0 = performance.now();
@@ -191,13 +208,30 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
     table("ratio of medians (goal ≥ 0.5 at 32 clients)", ratios);
     const opened = CLIENTS.map((c) => `${c} clients: ${runs.get(`${modes[1]!.mode}|${c}`)!.connections.join(", ")}`).join("; ");
     console.log(`\nnew TCP connections during the timed HTTP runs (keep-alive: none once warm): ${opened}`);
+  }
 
-    // (2) Live fan-out.
+  async function fanOutPart(): Promise<void> {
     const before = await server.ask();
     const abort = new AbortController();
     const streamUsers = users.slice(0, STREAM_USERS);
     const waiting = new Map<string, { t0: number; left: number; done: () => void }>();
+    /** The round under way (one at a time), kept after its events arrived: our listener may hear the NOTIFY later than the server's. */
+    type Round = { user: string; t0: number; committed: boolean; heard: boolean };
+    let round: Round | null = null;
     const latencies: number[] = [];
+    const committed: number[] = [];
+    const announced: number[] = [];
+    // A LISTEN of our own on the meter's channel: when the commit's announcement reached Postgres.
+    const listener = new pg.Client({ connectionString: databaseUrl });
+    await listener.connect();
+    listener.on("notification", (n) => {
+      // Only after the commit returned: a late NOTIFY of the reserve before it is not the commit's.
+      if (round && round.user === n.payload && round.committed && !round.heard) {
+        round.heard = true;
+        announced.push(performance.now() - round.t0);
+      }
+    });
+    await listener.query(`LISTEN "${internalsOf(meter).channel}"`);
     const lastOfUser: number[] = [];
     const opens: Promise<void>[] = [];
     for (const u of streamUsers) {
@@ -225,6 +259,9 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
     }
     const after = await server.ask();
     const streams = after.streams;
+    // Nothing changes now: what the server spends is the hub's own upkeep.
+    await new Promise((res) => setTimeout(res, 1_000));
+    const idle = await server.ask();
     const perStream = (a: number, b: number) => Math.round((a - b) / streams);
 
     for (let i = 0; i < ROUNDS; i++) {
@@ -233,12 +270,20 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
       if (!r.allowed) throw new Error("bench reserve denied");
       // Let the reserve's own event pass before timing the commit's.
       await new Promise((res) => setTimeout(res, 15));
-      const arrived = new Promise<void>((done) => waiting.set(u, { t0: performance.now(), left: STREAMS_PER_USER, done }));
+      const t0 = performance.now();
+      const r0: Round = { user: u, t0, committed: false, heard: false };
+      round = r0;
+      const arrived = new Promise<void>((done) => waiting.set(u, { t0, left: STREAMS_PER_USER, done }));
       await meter.commit(r.reservationId, { actual: 400 });
+      committed.push(performance.now() - t0);
+      r0.committed = true;
       await Promise.race([arrived, new Promise((res) => setTimeout(res, 2_000))]);
       waiting.delete(u);
     }
+    const done = await server.ask();
     abort.abort();
+    await listener.end();
+    const cpuMs = (a: Stats, b: Stats) => Math.round((a.cpu.user + a.cpu.system - b.cpu.user - b.cpu.system) / 1000);
     table(`live fan-out: ${streams} open streams across ${STREAM_USERS} users, ${ROUNDS} commits`, [
       {
         measure: "commit → event, every stream",
@@ -255,6 +300,11 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
         "max ms": Math.max(...lastOfUser),
       },
     ]);
+    table("where the time goes (commit → …; p50/p99 over the rounds)", [
+      { step: "commit returned", samples: committed.length, "p50 ms": percentile(committed, 50), "p99 ms": percentile(committed, 99) },
+      { step: "NOTIFY heard by a listener of ours", samples: announced.length, "p50 ms": percentile(announced, 50), "p99 ms": percentile(announced, 99) },
+    ]);
+    console.log(`\nserver CPU: ${cpuMs(idle, after)} ms in 1 s with ${streams} idle streams; ${cpuMs(done, idle)} ms during the ${ROUNDS} commits`);
     table("server memory per open stream (after GC)", [
       {
         streams,
@@ -265,10 +315,5 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
     ]);
     const p99 = percentile(latencies, 99);
     console.log(`\nfan-out goal p99 ≤ 100 ms: ${p99 <= 100 ? "met" : "NOT met"} (${p99.toFixed(1)} ms)`);
-  } finally {
-    const exited = new Promise((r) => server.child.once("exit", r));
-    server.child.send("exit");
-    await exited;
-    await meter.close();
   }
 }

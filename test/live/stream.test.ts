@@ -1,3 +1,4 @@
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Usage } from "../../src/core/types.js";
 import { createMeterHandler } from "../../src/server/index.js";
@@ -133,6 +134,41 @@ describe("fan-out", () => {
       expect(new Set(got.map((u) => u.version)).size).toBe(1);
     } finally {
       await Promise.all(streams.map((s) => s.close()));
+    }
+  });
+
+  test("an idle stream sets off no announcements: the hub's reads are not changes", async () => {
+    // Each announcement makes the hub re-read the user for all their streams; a read that
+    // announced its user again would keep every open stream's user re-read in a loop, busy
+    // for as long as the stream is open, and delay the real changes behind it.
+    const listener = new pg.Client({ connectionString: t.url });
+    await listener.connect();
+    const heard: string[] = [];
+    listener.on("notification", (n) => heard.push(n.payload ?? ""));
+    const channel = internalsOf(t.meter).channel;
+    await listener.query(`LISTEN "${channel}"`);
+    /** What was announced before a sentinel (Postgres delivers notifications in commit order). */
+    const heardUntilNow = async (): Promise<string[]> => {
+      await internalsOf(t.meter).notifier.flush();
+      const sentinel = `sentinel_${heard.length}`;
+      await listener.query("SELECT pg_notify($1, $2)", [channel, sentinel]);
+      await waitFor(() => heard.includes(sentinel));
+      return heard.splice(0).slice(0, -1);
+    };
+    await t.meter.upsertSubscription({ userId: "fay", planId: "pro" });
+    const s = await stream("fay");
+    try {
+      expect(await heardUntilNow()).toContain("fay"); // the subscription
+      await s.next();
+      // Two heartbeats: each re-reads every watched user.
+      await new Promise((r) => setTimeout(r, 400));
+      expect(await heardUntilNow()).toEqual([]);
+      await t.meter.track("fay", "llm.tokens", 5);
+      expect(tokens(await s.next()).used).toBe(5);
+      expect(await heardUntilNow()).toEqual(["fay"]); // the change, once; its read adds none
+    } finally {
+      await s.close();
+      await listener.end();
     }
   });
 

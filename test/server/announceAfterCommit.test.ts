@@ -74,6 +74,17 @@ describe("every ledger path announces after commit, never inside its transaction
     expect(await heardBeforeSentinel()).toEqual(["u_api_sub"]);
   });
 
+  test("meter.usage announces no one: a read is not a change", async () => {
+    await t.meter.upsertSubscription({ userId: "u_api_read", planId: "free" });
+    await internalsOf(t.meter).notifier.flush();
+    await heardBeforeSentinel();
+    // Every live stream re-reads its user's Usage when that user is announced: a read that
+    // announced itself would have each open stream re-read for ever.
+    await t.meter.usage("u_api_read");
+    await internalsOf(t.meter).notifier.flush();
+    expect(await heardBeforeSentinel()).toEqual([]);
+  });
+
   test("meter.sweepExpired announces every swept user once, after commit", async () => {
     for (const u of ["u_api_sweep_1", "u_api_sweep_2"]) {
       await t.meter.upsertSubscription({ userId: u, planId: "free" });

@@ -42,8 +42,13 @@ const NAMES = new Map<string, string>();
  * `conflict` before the function runs, and a function that fails rolls the claim back with it.
  * With batching on, an unclaimed hot-path call may share one statement (and its transaction)
  * with other calls; it answers the same either way.
+ *
+ * After the call, `announce` (default: the result's `userId`) is announced to live streams;
+ * `null` for a read. A read must announce no one: every announcement makes each live hub
+ * re-read that user, so a read that announced would keep every open stream's user re-read in
+ * a loop for as long as the stream is open.
  */
-export async function callLedger<T>(ctx: LedgerContext, fn: string, params: unknown[], userId?: string): Promise<T> {
+export async function callLedger<T>(ctx: LedgerContext, fn: string, params: unknown[], announce?: string | null): Promise<T> {
   await ctx.ready();
   let r: T;
   if (ctx.batcher && !ctx.claim && BATCHED_FUNCTIONS.has(fn)) {
@@ -63,7 +68,7 @@ export async function callLedger<T>(ctx: LedgerContext, fn: string, params: unkn
     const { rows } = await query<{ r: T }>(ctx.pool, text, values, name);
     r = rows[0]!.r;
   }
-  const who = userId ?? (r as { userId?: unknown } | null)?.userId;
+  const who = announce === undefined ? (r as { userId?: unknown } | null)?.userId : announce;
   if (typeof who === "string") ctx.announce(who);
   return r;
 }

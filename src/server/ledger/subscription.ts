@@ -31,9 +31,9 @@ export async function upsertSubscription(ctx: LedgerContext, input: Subscription
   return callLedger<Subscription>(ctx, "op_subscribe", [userId, planId, custom, started]);
 }
 
-/** The user's Usage (DESIGN.md's JSON) from one indexed read. */
+/** The user's Usage (DESIGN.md's JSON) from one indexed read; a read announces no one. */
 export async function usage(ctx: LedgerContext, userId: string): Promise<Usage> {
-  return callLedger<Usage>(ctx, "op_usage", [assertId(userId, "userId")]);
+  return callLedger<Usage>(ctx, "op_usage", [assertId(userId, "userId")], null);
 }
 
 /**

@@ -29,10 +29,17 @@ DECLARE
   u text := reservation_user(p_id);
 BEGIN
   -- lock_key() of 0001, inline (a call per row costs more than the hash).
+  -- Two statements, as op_resolve reads them: an OR of the two would not use either index.
   IF u IS NOT NULL THEN
     RETURN QUERY
       SELECT ('x' || left(md5(current_schema() || chr(31) || h.user_id || chr(31) || h.counter_key), 16))::bit(64)::bigint
-      FROM holds h WHERE h.user_id = u AND (h.id = p_id OR h.group_id = p_id);
+      FROM holds h WHERE h.id = p_id AND h.user_id = u;
+    IF FOUND THEN
+      RETURN;
+    END IF;
+    RETURN QUERY
+      SELECT ('x' || left(md5(current_schema() || chr(31) || h.user_id || chr(31) || h.counter_key), 16))::bit(64)::bigint
+      FROM holds h WHERE h.group_id = p_id AND h.user_id = u;
     IF FOUND THEN
       RETURN;
     END IF;

@@ -42,8 +42,10 @@ export default async function batchBench({ databaseUrl }: { databaseUrl: string 
   };
 
   const rows: Array<Record<string, string | number>> = [];
-  for (const mode of ["spread", "hot"] as const) {
-    for (const clients of [1, 8, 32, 64]) {
+  const MODES = (process.env.BENCH_MODES ?? "spread,hot").split(",");
+  const CLIENTS = (process.env.BENCH_CLIENTS ?? "1,8,32,64").split(",").map(Number);
+  for (const mode of (["spread", "hot"] as const).filter((m) => MODES.includes(m))) {
+    for (const clients of CLIENTS) {
       const user = (w: number, i: number) => (mode === "hot" ? "u0" : `u${(w * 7919 + i * 104729) % USERS}`);
       const runs = { batched: [] as number[], unbatched: [] as number[], baseline: [] as number[] };
       const lat = { batched: [] as number[], unbatched: [] as number[], baseline: [] as number[] };

@@ -1,4 +1,5 @@
 import pg from "pg";
+import { createHash } from "node:crypto";
 import { Socket } from "node:net";
 import { MeterError, isErrorCode, type ErrorDetails } from "../core/errors.js";
 import { resolveTimeouts, type ResolvedTimeouts } from "./timeouts.js";
@@ -125,6 +126,22 @@ export function ident(name: string): string {
     throw new MeterError("invalid_request", `schema must be a lower-case SQL identifier, got ${JSON.stringify(name)}.`, { field: "schema" });
   }
   return `"${name}"`;
+}
+
+/** Statement text → its name (see {@link statementName}). */
+const NAMES = new Map<string, string>();
+
+/**
+ * The name under which `text` is prepared on each connection (see {@link query}): derived
+ * from the text, so every meter and process names a statement alike.
+ */
+export function statementName(text: string): string {
+  let name = NAMES.get(text);
+  if (name === undefined) {
+    name = "meterkit_" + createHash("sha1").update(text).digest("hex").slice(0, 20);
+    NAMES.set(text, name);
+  }
+  return name;
 }
 
 /**

@@ -80,6 +80,8 @@ const EXPLAIN = [
 let db: Awaited<ReturnType<typeof freshDatabase>>;
 let pool: pg.Pool;
 let meter: Meter;
+/** The same ledger on the batched path (same one-connection pool): concurrent calls share an op_batch. */
+let batched: Meter;
 let recording: string[] | null = null;
 /** partition name → its partitioned table */
 const parentOf = new Map<string, string>();
@@ -95,6 +97,7 @@ beforeAll(async () => {
   pool = new pg.Pool({ connectionString: db.url, max: 1, options: EXPLAIN });
   pool.on("connect", (client) => client.on("notice", (n) => recording?.push(n.message ?? "")));
   meter = createMeter({ database: pool, plans: PLANS, meters: METERS, prices: PRICES, sweepInterval: 0 });
+  batched = createMeter({ database: pool, plans: PLANS, meters: METERS, prices: PRICES, sweepInterval: 0, batch: true });
   const { rows } = await pool.query<{ part: string; parent: string }>(
     `SELECT c.relname AS part, p.relname AS parent FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
      JOIN pg_class p ON p.oid = i.inhparent WHERE p.relnamespace = 'meterkit'::regnamespace AND p.relkind = 'p'`,
@@ -105,6 +108,7 @@ beforeAll(async () => {
   }
 });
 afterAll(async () => {
+  await batched.close();
   await meter.close();
   await pool.end();
   await db.drop();
@@ -197,6 +201,20 @@ const OPERATIONS: Record<string, () => Promise<unknown>> = {
   concurrencySlot: async () => {
     const r = await meter.reserve(user, "llm.slot", 1);
     if (r.allowed) await meter.release(r.reservationId);
+  },
+  // A batch of one user's hot-path calls: the first leaves alone, the rest share one op_batch
+  // (its envelope's statements and every operation's, nested).
+  batch: async () => {
+    const [a, b, m] = await Promise.all([
+      batched.reserve(user, "llm.tokens", 1),
+      batched.reserve(user, "llm.tokens", 20),
+      batched.reserve(user, { "llm.input": 10, "llm.output": 5 }),
+      batched.track(user, "llm.tokens", 3, { idempotencyKey: "bt_" + randomUUID() }),
+      batched.reserve(user, "llm.tokens", 30, { idempotencyKey: "br_" + randomUUID() }),
+    ]);
+    if (!a.allowed || !b.allowed || !m.allowed) throw new Error("denied");
+    await Promise.all([batched.track(user, "api.requests", 1), batched.commit(a.reservationId, { actual: 1 }), batched.release(b.reservationId), batched.commit(m.reservationId)]);
+    if (!recording?.some((n) => n.includes(".op_batch("))) throw new Error("no op_batch ran: the calls did not batch");
   },
   stripeGrant: () =>
     pool.query("SELECT meterkit.op_stripe_grant($1, 'checkout.session.completed', $2, 'tokens', 1000, $3, $4, 500, 'usd', 'fp', $5, $6, '{}')", [

@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { MeterError } from "../../core/errors.js";
-import { query, toMeterError } from "../db.js";
+import { query, statementName, toMeterError } from "../db.js";
 
 /** `createMeter({ batch })`: coalescing of concurrent ledger calls (see docs/server.md, "Batched path"). */
 export interface BatchOptions {
@@ -29,7 +29,7 @@ interface Pending {
   reject(err: unknown): void;
 }
 
-/** One element of op_batch's answer (see migrations/0031_batch.sql). */
+/** One element of op_batch's answer (see migrations/0035_batch_fast.sql). */
 type BatchAnswer = { ok: unknown } | { error: { code: string; message: string; detail: string | null; hint: string | null } };
 
 /** Checks `createMeter({ batch })`; null when batching is off. */
@@ -58,6 +58,7 @@ export function resolveBatchOptions(value: boolean | BatchOptions | undefined): 
 export function createBatcher(pool: pg.Pool, schema: string, options: Required<BatchOptions>): Batcher {
   const queue: Pending[] = [];
   let inFlight = 0;
+  const batchText = `SELECT ${schema}.op_batch($1::jsonb) AS r`;
 
   const pump = () => {
     while (inFlight < options.concurrency && queue.length > 0) {
@@ -74,8 +75,9 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
     if (batch.length === 1) {
       const p = batch[0]!;
       const placeholders = p.params.map((_, i) => `$${i + 1}`).join(", ");
+      const text = `SELECT ${schema}.${p.fn}(${placeholders}) AS r`;
       try {
-        const { rows } = await query<{ r: unknown }>(pool, `SELECT ${schema}.${p.fn}(${placeholders}) AS r`, p.params);
+        const { rows } = await query<{ r: unknown }>(pool, text, p.params, statementName(text));
         p.resolve(rows[0]!.r);
       } catch (err) {
         p.reject(err);
@@ -85,8 +87,9 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
     let answers: BatchAnswer[];
     try {
       const payload = JSON.stringify(batch.map((p) => ({ fn: p.fn, args: p.params })));
-      const { rows } = await query<{ r: BatchAnswer[] }>(pool, `SELECT ${schema}.op_batch($1::json) AS r`, [payload]);
-      answers = rows[0]!.r;
+      const { rows } = await query<{ r: string }>(pool, batchText, [payload], statementName(batchText));
+      // JSON text (op_batch builds it from each result's own text; no json value to re-check).
+      answers = JSON.parse(rows[0]!.r) as BatchAnswer[];
     } catch (err) {
       // The batch as a whole failed (network, timeout): every call in it gets that answer.
       for (const p of batch) p.reject(err);

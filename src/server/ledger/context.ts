@@ -1,6 +1,5 @@
-import { createHash } from "node:crypto";
 import type pg from "pg";
-import { query } from "../db.js";
+import { query, statementName } from "../db.js";
 import type { ResolvedConfig } from "../config.js";
 import { BATCHED_FUNCTIONS, type Batcher } from "./batcher.js";
 
@@ -31,9 +30,6 @@ export interface LedgerClaim {
   fingerprint: string;
 }
 
-/** Statement text → its name: one prepared statement per ledger function and schema. */
-const NAMES = new Map<string, string>();
-
 /**
  * Calls one ledger function: a single statement, so a single round trip; the advisory lock
  * is taken and released inside Postgres. The statement is named, so each connection parses
@@ -60,12 +56,7 @@ export async function callLedger<T>(ctx: LedgerContext, fn: string, params: unkn
     // CASE evaluates its WHEN before its THEN, and the THEN only when the WHEN holds.
     const text = ctx.claim ? `SELECT CASE WHEN ${ctx.schema}.http_claim_in($${n + 1}, $${n + 2}) THEN ${call} END AS r` : `SELECT ${call} AS r`;
     const values = ctx.claim ? [...params, ctx.claim.key, ctx.claim.fingerprint] : params;
-    let name = NAMES.get(text);
-    if (name === undefined) {
-      name = "meterkit_" + createHash("sha1").update(text).digest("hex").slice(0, 20);
-      NAMES.set(text, name);
-    }
-    const { rows } = await query<{ r: T }>(ctx.pool, text, values, name);
+    const { rows } = await query<{ r: T }>(ctx.pool, text, values, statementName(text));
     r = rows[0]!.r;
   }
   const who = announce === undefined ? (r as { userId?: unknown } | null)?.userId : announce;

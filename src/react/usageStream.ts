@@ -41,12 +41,15 @@ export function openUsageStream(
       const res = await open(current.signal);
       if (!res.ok) throw res.status;
       // A response without a body throws here, and is retried like any failure.
-      const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+      // TextDecoder, not TextDecoderStream: Jest's jsdom environment (and Safari before 14.1)
+      // has no TextDecoderStream, and the stream would fail and retry for ever there.
+      const reader = res.body!.getReader();
+      const decoder = new TextDecoder();
       let buffer = "";
       for (let chunk; !(chunk = await reader.read()).done; ) {
         alive();
         // A blank line ends an event. Within one, "field: value" lines; ":" lines are comments (the heartbeats).
-        const events = (buffer += chunk.value).split(/\r?\n\r?\n/);
+        const events = (buffer += decoder.decode(chunk.value, { stream: true })).split(/\r?\n\r?\n/);
         buffer = events.pop()!;
         for (const event of events) {
           retry = +(/^retry: ?(\d+)/m.exec(event)?.[1] ?? retry);

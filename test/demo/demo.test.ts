@@ -1,14 +1,10 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium, type Browser, type Locator, type Page } from "playwright-core";
-import { chromiumLaunchOptions } from "../../tools/chromium.js";
+import type { Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { DEMO_MODEL, SYSTEM_PROMPT } from "../../demo/constants.js";
 import { plannedReply } from "../../demo/model.js";
 import { countTokens, estimateChatTokens, type ChatMessageLike } from "../../src/ai/index.js";
-import { freshDatabase } from "../helpers/db.js";
+import { badgeBalance, SHOTS, startDemoInChromium, type DemoInChromium } from "../helpers/demoInChromium.js";
 
 /*
  * The demo end to end: `demo/server.ts` as `npm start` runs it (on a fresh database of the
@@ -16,67 +12,24 @@ import { freshDatabase } from "../helpers/db.js";
  * playwright-core. One browser, one page, one story. Screenshots go to test-results/demo/.
  */
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const SHOTS = join(ROOT, "test-results", "demo");
 const QUOTA = 1500;
 const PACK = 10_000;
 
-let server: ChildProcess;
 let url: string;
-let drop: () => Promise<void>;
-let browser: Browser;
 let page: Page;
 
+let demo: DemoInChromium;
 beforeAll(async () => {
-  const db = await freshDatabase();
-  drop = db.drop;
-  await mkdir(SHOTS, { recursive: true });
-  server = spawn(process.execPath, ["--import", "tsx", "demo/server.ts"], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      PORT: "0",
-      DATABASE_URL: db.url,
-      DEMO_QUOTA: String(QUOTA),
-      // Faster than the demo's 35 ms a word, slow enough to see the hold while a reply streams.
-      DEMO_WORD_MS: "10",
-      STRIPE_SECRET_KEY: "",
-      STRIPE_WEBHOOK_SECRET: "",
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  url = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    const onData = (chunk: Buffer) => {
-      out += chunk.toString();
-      const m = /ready in [\d.]+ s: (http:\/\/\S+)/.exec(out);
-      if (m) resolve(m[1]!);
-    };
-    server.stdout!.on("data", onData);
-    server.stderr!.on("data", onData);
-    server.once("exit", (code) => reject(new Error(`demo/server.ts exited (${code}) before it was ready:\n${out}`)));
-  });
-  browser = await chromium.launch(chromiumLaunchOptions());
-  const context = await browser.newContext({ locale: "en-US", viewport: { width: 1100, height: 800 }, colorScheme: "light" });
-  page = await context.newPage();
+  demo = await startDemoInChromium(QUOTA);
+  ({ url, page } = demo);
 }, 90_000);
 
 afterAll(async () => {
-  await browser?.close();
-  if (server && server.exitCode === null) {
-    const exited = new Promise((r) => server.once("exit", r));
-    server.kill("SIGTERM");
-    await exited;
-  }
-  await drop?.();
+  await demo?.close();
 });
 
 /** The balance the badge shows ("1,172 tokens left"). */
-async function balance(): Promise<number> {
-  const text = (await page.locator('[data-testid="balance"] .mk-badge-text').textContent()) ?? "";
-  const m = /^([\d,]+) tokens? left/.exec(text);
-  return m ? Number(m[1]!.replace(/,/g, "")) : NaN;
-}
+const balance = () => badgeBalance(page);
 
 async function shot(name: string, target: Page = page) {
   await target.screenshot({ path: join(SHOTS, `${name}.png`) });

@@ -1,20 +1,8 @@
-import { createHash } from "node:crypto";
 import { assertId } from "../../core/amounts.js";
 import { MeterError } from "../../core/errors.js";
 import type { MeterInternals } from "../createMeter.js";
 import { run } from "../outbox/outbox.js";
-
-/** JSON with object keys sorted and undefined fields left out: `{a, b}` and `{b, a}` are one body. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
-  if (value && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value) ?? "null";
-}
+import { requestFingerprint } from "../requestFingerprint.js";
 
 /** A request whose first run died mid-way (no answer stored) is taken over after this long. */
 const TAKE_OVER_MS = 60_000;
@@ -39,7 +27,7 @@ export async function onceByKey<T>(
   if (key === undefined || key === null) return apply();
   const k = assertId(key, "idempotencyKey");
   const s = internals.schema;
-  const fingerprint = createHash("sha256").update(operation).update("\n").update(canonical(body)).digest("hex");
+  const fingerprint = requestFingerprint(operation, body);
   // Claim the key, or take over a claim whose request died before it stored an answer.
   const [claimed] = await run<{ key: string }>(
     internals.pool,

@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto";
 import { assertId } from "../../core/amounts.js";
 import { query } from "../db.js";
+import { requestFingerprint } from "../requestFingerprint.js";
 import type { MeterInternals } from "../createMeter.js";
 import type { LedgerClaim } from "../ledger/context.js";
 
@@ -9,18 +9,6 @@ export function idempotencyKey(request: Request): string | null {
   const key = request.headers.get("idempotency-key");
   if (key === null) return null;
   return assertId(key, "Idempotency-Key");
-}
-
-/** JSON with object keys sorted, so `{"a":1,"b":2}` and `{"b":2,"a":1}` are the same body. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
-  if (value && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
 }
 
 export interface IdempotencyStore {
@@ -53,7 +41,7 @@ export function createIdempotencyStore(internals: MeterInternals, retention: num
   return {
     claim(key, route, body) {
       sweep();
-      return { key, fingerprint: createHash("sha256").update(route).update("\n").update(canonical(body)).digest("hex") };
+      return { key, fingerprint: requestFingerprint(route, body) };
     },
   };
 }

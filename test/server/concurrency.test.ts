@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { testMeter, type TestMeter } from "../helpers/meter.js";
+import { createMeter } from "../../src/server/index.js";
+import { TEST_PLANS, testMeter, type TestMeter } from "../helpers/meter.js";
 import { internalsOf } from "../../src/server/internals.js";
 
 let t: TestMeter;
@@ -108,18 +109,26 @@ describe("concurrent reservations never oversell", () => {
 });
 
 describe("one idempotency key used on two counters of one user at the same moment", () => {
-  test("one call wins; the others answer conflict (not internal), and the ledger holds only the winner's writes", async () => {
+  test.each([
+    ["one meter, unbatched", false],
+    ["two app servers, each batching its calls", true],
+  ])("%s: one call wins; the others answer conflict (not internal), and the ledger holds only the winner's writes", async (_, batch) => {
     // Locks are per (user, counter), so calls on two counters do not wait for each other; the key
-    // is per user, so they meet only at the idempotency row.
-    const two = await testMeter({ poolSize: 16, meters: { "llm.tokens": { counter: "tokens" }, "llm.cost": { counter: "credits", price: "input" } } });
+    // is per user, so they meet only at the idempotency row. With batching, the calls of one meter
+    // share a transaction (and see each other's key); two meters on one database (two app
+    // servers) race as unbatched calls do.
+    const meters = { "llm.tokens": { counter: "tokens" }, "llm.cost": { counter: "credits", price: "input" as const } };
+    const two = await testMeter({ poolSize: 16, batch, meters });
+    const other = batch ? createMeter({ database: two.url, poolSize: 16, batch, sweepInterval: 0, plans: TEST_PLANS, meters }) : null;
     try {
       const { meter } = two;
+      const callerOf = (i: number) => (other && i % 4 >= 2 ? other : meter);
       for (let round = 0; round < 8; round++) {
         const user = `keyed-${round}`;
         await meter.upsertSubscription({ userId: user, planId: "pro" });
         const key = `same-key-${round}`;
         const outcomes = await Promise.allSettled(
-          Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? meter.reserve(user, "tokens", 100 + i, { idempotencyKey: key }) : meter.reserve(user, "credits", 10 + i, { idempotencyKey: key }))),
+          Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? callerOf(i).reserve(user, "tokens", 100 + i, { idempotencyKey: key }) : callerOf(i).reserve(user, "credits", 10 + i, { idempotencyKey: key }))),
         );
         // All eight carry other arguments, so exactly one is applied and seven are conflicts.
         const codes = outcomes.filter((o) => o.status === "rejected").map((o) => (o.reason as { code: string }).code);
@@ -132,6 +141,7 @@ describe("one idempotency key used on two counters of one user at the same momen
         expect(await meter.audit(user)).toEqual([]);
       }
     } finally {
+      await other?.close();
       await two.cleanup();
     }
   }, 60_000);

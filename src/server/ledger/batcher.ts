@@ -30,7 +30,7 @@ interface Pending {
 }
 
 /** One element of op_batch's answer (see migrations/0035_batch_fast.sql). */
-type BatchAnswer = { ok: unknown } | { error: { code: string; message: string; detail: string | null; hint: string | null } };
+type BatchAnswer = { ok: unknown } | { error: { code: string; message: string; detail: string | null; hint: string | null; constraint?: string | null } };
 
 /** Checks `createMeter({ batch })`; null when batching is off. */
 export function resolveBatchOptions(value: boolean | BatchOptions | undefined): Required<BatchOptions> | null {

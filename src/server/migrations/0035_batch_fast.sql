@@ -118,6 +118,7 @@ DECLARE
   msg text;
   det text;
   hin text;
+  con text;
 BEGIN
   -- Unpacked once: each operation's function, arguments, user to subscribe and lock keys.
   FOR i IN 1 .. n LOOP
@@ -180,9 +181,12 @@ BEGIN
         served := served || (args[i] ->> 0);
       END IF;
     EXCEPTION WHEN OTHERS THEN
-      GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hin = PG_EXCEPTION_HINT;
+      GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hin = PG_EXCEPTION_HINT,
+        con = CONSTRAINT_NAME;
+      -- The constraint too, as a driver error carries it: a unique violation of the idempotency
+      -- key (two batches, one key, two counters) answers `conflict` as it does unbatched.
       results[i] := jsonb_build_object('error', jsonb_build_object('code', st, 'message', msg,
-        'detail', nullif(det, ''), 'hint', nullif(hin, '')))::text;
+        'detail', nullif(det, ''), 'hint', nullif(hin, ''), 'constraint', nullif(con, '')))::text;
     END;
   END LOOP;
   IF auto <> '{}' THEN

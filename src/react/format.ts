@@ -23,8 +23,7 @@ export const DEFAULT_UNITS: Record<string, PluralText> = {
 
 /** The name of `unit` for `count`, by the locale's plural rules. */
 export function unitName(unit: Unit, count: number, locale: string | undefined, units = DEFAULT_UNITS): string {
-  const names = units[unit] ?? DEFAULT_UNITS[unit];
-  return names ? plural(names, count, locale) : unit;
+  return plural(units[unit] ?? DEFAULT_UNITS[unit] ?? { other: unit }, count, locale);
 }
 
 /**

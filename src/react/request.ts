@@ -49,12 +49,7 @@ export async function request<T>(transport: Transport, path: string, init?: Requ
   const res = await send(transport, path, init);
   const body: unknown = await res.json().catch(() => null);
   if (res.ok) return body as T;
-  const { code, message, ...details } = (body as { error?: Record<string, unknown> } | null)?.error ?? {};
-  throw Object.assign(new Error(typeof message == "string" ? message : `HTTP ${res.status}`), {
-    name: "MeterError",
-    // An answer without the error body (a proxy's 502, say) gets the code core would give it.
-    code: typeof code == "string" ? code : res.status < 500 ? "internal" : "unavailable",
-    status: res.status,
-    details,
-  });
+  // An answer without the error body (a proxy's 502 page, say) gets the code core would give it.
+  const { code = res.status < 500 ? "internal" : "unavailable", message = `HTTP ${res.status}`, ...details } = (body as { error?: Record<string, unknown> } | null)?.error ?? {};
+  throw Object.assign(new Error(message as string), { name: "MeterError", code, status: res.status, details });
 }

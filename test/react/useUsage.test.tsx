@@ -220,6 +220,18 @@ describe("typed results", () => {
     expect(isMeterError(new TypeError("Failed to fetch"))).toBe(false);
   });
 
+  it.each([
+    [502, "unavailable"],
+    [404, "internal"],
+  ])("an answer without the error body (a proxy's %i page) is a MeterRequestError with the code core would give it", async (status, code) => {
+    const proxy: typeof fetch = async () => new Response("<html>Bad gateway</html>", { status, headers: { "content-type": "text/html" } });
+    const { wrapper } = setup({}, { live: false, fetch: proxy });
+    const { result } = renderHook(() => useUsage(), { wrapper });
+    await waitFor(() => expect(result.current.isError).toBe(true));
+    expect(result.current.error).toMatchObject({ name: "MeterError", code, status, message: `HTTP ${status}`, details: {} });
+    expect(isMeterError(result.current.error)).toBe(true);
+  });
+
   it("useSuspenseUsage suspends until loaded, then has data", async () => {
     const meter = createFakeMeter();
     const Probe = () => <span>{useSuspenseUsage().counters[0]!.key}</span>;

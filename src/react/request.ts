@@ -50,6 +50,10 @@ export async function request<T>(transport: Transport, path: string, init?: Requ
   const body: unknown = await res.json().catch(() => null);
   if (res.ok) return body as T;
   // An answer without the error body (a proxy's 502 page, say) gets the code core would give it.
-  const { code = res.status < 500 ? "internal" : "unavailable", message = `HTTP ${res.status}`, ...details } = (body as { error?: Record<string, unknown> } | null)?.error ?? {};
-  throw Object.assign(new Error(message as string), { name: "MeterError", code, status: res.status, details });
+  const {
+    code = res.status < 500 ? "internal" : "unavailable",
+    message = `HTTP ${res.status}`,
+    ...details
+  } = (body as { error?: { code?: string; message?: string } } | null)?.error ?? {};
+  throw Object.assign(new Error(message), { name: "MeterError", code, status: res.status, details });
 }

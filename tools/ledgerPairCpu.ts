@@ -4,8 +4,11 @@
  * `COST_BEFORE` (default 36) and one with every migration, in interleaved rounds of `PAIRS`
  * (default 500) pairs, `ROUNDS` (default 8) rounds. CPU time comes from /proc/<pid>/schedstat
  * of each schema's own backend, so load elsewhere barely moves it (unlike wall time); it
- * includes parse/bind, the function, and the commit's own work (not the WAL flush wait).
- * `HOT_USER=1`: every pair on one user (open holds of other clients are not simulated).
+ * includes parse/bind, the function, and the commit's own work (`synchronous_commit = off`:
+ * the WAL flush's kernel time would swamp it). Each round also runs bench/util.ts's bare
+ * conditional UPDATE pair the same way, as the floor. `HOT_USER=1`: every pair on one user
+ * (sequential, so one hold is open at a time). With no migration after `COST_BEFORE` both
+ * schemas are the same: set it to the migration before the one under test.
  */
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";

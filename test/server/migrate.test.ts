@@ -2,7 +2,6 @@ import pg from "pg";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { createMeter } from "../../src/server/index.js";
 import { migrationFiles } from "../../src/server/migrate.js";
-import { clockPool } from "../helpers/clock.js";
 import { freshDatabase } from "../helpers/db.js";
 import { TEST_PLANS } from "../helpers/meter.js";
 import { partitionByUser } from "../helpers/partitionByUser.js";
@@ -130,64 +129,5 @@ test("a database partitioned by user before 0036 (docs/scale.md) takes the later
   expect((await meter.usage("u")).counters.find((k) => k.key === "tokens")).toMatchObject({ used: 40, held: 0 });
   expect(await meter.audit()).toEqual([]);
   await meter.close();
-  await c.end();
-});
-
-test("open holds of a database before 0037 are counted on the counter rows after it: held, expiry, commit, sweep", async () => {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  await c.query("CREATE SCHEMA held37; CREATE TABLE held37.migrations (id int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
-  for (const f of (await migrationFiles()).filter((f) => f.id <= 36)) {
-    await c.query("BEGIN");
-    await c.query("SET LOCAL search_path TO held37, pg_catalog, pg_temp");
-    await c.query(f.sql);
-    await c.query("INSERT INTO held37.migrations (id, name) VALUES ($1, $2)", [f.id, f.name]);
-    await c.query("COMMIT");
-  }
-  const clock = clockPool(db.url);
-  await clock.set("2030-01-10T00:00:00Z");
-  const meter = createMeter({ database: clock.pool, plans: TEST_PLANS, schema: "held37", sweepInterval: 0 });
-  await meter.upsertSubscription({ userId: "u", planId: "free" });
-  await meter.upsertSubscription({ userId: "v", planId: "free" });
-  // Before 0037: u holds 300 (an hour) and 200 (a minute) and has committed 50; v holds 400.
-  const live = await meter.reserve("u", "tokens", 300, { ttl: 3_600_000 });
-  const soon = await meter.reserve("u", "tokens", 200, { ttl: 60_000 });
-  const done = await meter.reserve("u", "tokens", 100);
-  const other = await meter.reserve("v", "tokens", 400, { ttl: 60_000 });
-  if (!live.allowed || !soon.allowed || !done.allowed || !other.allowed) throw new Error("denied");
-  await meter.commit(done.reservationId, { actual: 50 });
-  expect((await meter.usage("u")).counters[0]).toMatchObject({ used: 50, held: 500, remaining: 450 });
-
-  expect(await meter.migrate()).toEqual((await migrationFiles()).filter((f) => f.id > 36).map((f) => f.name));
-  const { rows } = await c.query("SELECT user_id, held::int, open_count::int, earliest_open_expiry = $1::timestamptz AS at_soon FROM held37.counters ORDER BY 1", [soon.expiresAt]);
-  expect(rows).toEqual([
-    { user_id: "u", held: 500, open_count: 2, at_soon: true },
-    { user_id: "v", held: 400, open_count: 1, at_soon: true },
-  ]);
-  expect((await meter.usage("u")).counters[0]).toMatchObject({ used: 50, held: 500, remaining: 450 });
-  expect(await meter.audit()).toEqual([]);
-
-  // Two minutes later the 200 has run out: it stops counting though nobody swept it.
-  await clock.set("2030-01-10T00:02:00Z");
-  expect((await meter.usage("u")).counters[0]).toMatchObject({ used: 50, held: 300, remaining: 650 });
-  expect((await meter.usage("v")).counters[0]).toMatchObject({ held: 0, remaining: 1000 });
-  expect(await meter.reserve("u", "tokens", 651)).toMatchObject({ allowed: false, remaining: 650 });
-  const more = await meter.reserve("u", "tokens", 650);
-  expect(more).toMatchObject({ allowed: true, remaining: 0 });
-  // The hold reserved before 0037 commits, and leaves the row.
-  await meter.commit(live.reservationId, { actual: 100 });
-  expect((await meter.usage("u")).counters[0]).toMatchObject({ used: 150, held: 650, remaining: 200 });
-  expect(await meter.reservation(soon.reservationId)).toMatchObject({ status: "expired" });
-  // v's expired hold gets its entry from the sweeper.
-  expect(await meter.sweepExpired()).toBe(1);
-  expect(await meter.sweepExpired()).toBe(0);
-  const { rows: after } = await c.query("SELECT user_id, held::int, open_count::int, earliest_open_expiry IS NULL AS none FROM held37.counters ORDER BY 1");
-  expect(after).toEqual([
-    { user_id: "u", held: 650, open_count: 1, none: false },
-    { user_id: "v", held: 0, open_count: 0, none: true },
-  ]);
-  expect(await meter.audit()).toEqual([]);
-  await meter.close();
-  await clock.pool.end();
   await c.end();
 });

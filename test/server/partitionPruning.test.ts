@@ -40,8 +40,8 @@ export const NOT_PRUNED_YET: Exception[] = [];
 /** Statements that are global by nature (they look for work across all users), and why. */
 export const GLOBAL_BY_NATURE: Exception[] = [
   {
-    statement: /FROM counters WHERE earliest_open_expiry <= clock\(\) ORDER BY lk/,
-    why: "op_sweep finds the counters of every user whose holds may have run out (0037: by the counter row's bound); each is then expired under that user's lock by statements that prune. On Citus a multi-shard query, off the hot path.",
+    statement: /FROM holds WHERE status = 'open' AND expires_at <= clock\(\)\s+ORDER BY expires_at LIMIT p_limit/,
+    why: "op_sweep finds expired holds of every user (by expiry); each user's holds are then expired under that user's lock by statements that prune. On Citus a multi-shard query, off the hot path.",
     fix: "none needed",
   },
 ];

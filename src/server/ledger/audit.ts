@@ -10,9 +10,7 @@ export interface AuditDifference {
    * What disagrees: `used`, `used_from_grants`, `grant_remaining`, `hold_status`,
    * `hold_refunded` (refunds naming a hold vs its projection), `refund_beyond_hold` (refunds
    * naming a hold exceed what it committed), `debt_remaining` (a debt's balance vs its
-   * settlements), `debt_collected_twice` (settlements of a debt exceed the debt), `held` and
-   * `open_count` (the counter row's sum and count of open holds vs the holds), and
-   * `earliest_open_expiry` (the counter row's bound is later than an open hold's expiry).
+   * settlements), `debt_collected_twice` (settlements of a debt exceed the debt).
    */
   field: string;
   /** The period, grant id or hold id concerned. */
@@ -66,17 +64,6 @@ export async function audit(ctx: LedgerContext, userId?: string): Promise<AuditD
     ), hold_refunds AS (
       SELECT hold_id, -sum(amount) AS refunded FROM ${s}.entries
       WHERE kind = 'refund' AND hold_id IS NOT NULL AND ${who("user_id")} GROUP BY 1
-    ), open_holds AS (
-      -- What the counter rows say is held (0037): the open holds, expired ones included until
-      -- their expiry entry is written; their status is checked against the entries above.
-      SELECT user_id, counter_key, sum(amount) AS held, count(*) AS n, min(expires_at) AS earliest
-      FROM ${s}.holds WHERE status = 'open' AND ${who("user_id")} GROUP BY 1, 2
-    ), held AS (
-      SELECT coalesce(k.user_id, o.user_id) AS user_id, coalesce(k.counter_key, o.counter_key) AS counter_key,
-             coalesce(o.held, 0) AS e_held, coalesce(k.held, 0) AS a_held, coalesce(o.n, 0) AS e_n, coalesce(k.open_count, 0) AS a_n,
-             o.earliest AS e_earliest, k.earliest_open_expiry AS a_earliest
-      FROM (SELECT * FROM ${s}.counters WHERE ${who("user_id")}) k
-      FULL JOIN open_holds o USING (user_id, counter_key)
     ), settled AS (
       SELECT metadata->>'debtId' AS debt_id, sum(amount) AS settled FROM ${s}.entries
       WHERE kind = 'settle' AND ${who("user_id")} GROUP BY 1
@@ -98,14 +85,6 @@ export async function audit(ctx: LedgerContext, userId?: string): Promise<AuditD
       FROM ${s}.holds h LEFT JOIN resolutions r ON r.hold_id = h.id
       WHERE ${who("h.user_id")}
         AND coalesce(CASE r.kinds WHEN 'commit' THEN 'committed' WHEN 'release' THEN 'released' WHEN 'expire' THEN 'expired' ELSE r.kinds END, 'open') <> h.status
-    UNION ALL
-    SELECT user_id, counter_key, 'held', '', e_held::text, a_held::text FROM held WHERE e_held <> a_held
-    UNION ALL
-    SELECT user_id, counter_key, 'open_count', '', e_n::text, a_n::text FROM held WHERE e_n <> a_n
-    UNION ALL
-    -- A lower bound: no open hold may expire before it (else the check would miss its expiry).
-    SELECT user_id, counter_key, 'earliest_open_expiry', '', e_earliest::text, coalesce(a_earliest::text, 'none')
-      FROM held WHERE e_earliest IS NOT NULL AND (a_earliest IS NULL OR a_earliest > e_earliest)
     UNION ALL
     SELECT h.user_id, h.counter_key, 'hold_refunded', h.id, coalesce(hr.refunded, 0)::text, h.refunded::text
       FROM ${s}.holds h LEFT JOIN hold_refunds hr ON hr.hold_id = h.id

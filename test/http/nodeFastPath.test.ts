@@ -43,7 +43,10 @@ beforeAll(async () => {
     toWebRequest(req, res)
       .then((request) => handler(request, req))
       .then((response) => sendWebResponse(res, response))
-      .catch((err: unknown) => (err instanceof MeterError ? sendWebResponse(res, meterErrorResponse(err)!) : res.destroy()));
+      .catch((err: unknown) => {
+        if (err instanceof MeterError) void sendWebResponse(res, meterErrorResponse(err)!);
+        else res.destroy();
+      });
   });
   servers.fast = await start(toNodeHandler(handler));
   servers.wrapped = await start(toNodeHandler((request: Request, req?: IncomingMessage) => handler(request, req)));

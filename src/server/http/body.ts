@@ -110,12 +110,20 @@ function isAlternatives(shape: Shape | readonly Shape[]): shape is readonly Shap
   return Array.isArray(shape);
 }
 
-function fieldsOf(shape: Shape): Map<string, { types: readonly FieldType[]; optional: boolean }> {
-  const fields = new Map<string, { types: readonly FieldType[]; optional: boolean }>();
+type Fields = Map<string, { types: readonly FieldType[]; optional: boolean }>;
+
+/** Each shape's fields, read once: the routes' shapes are constants, checked on every request. */
+const FIELDS = new WeakMap<Shape, Fields>();
+
+function fieldsOf(shape: Shape): Fields {
+  let fields = FIELDS.get(shape);
+  if (fields) return fields;
+  fields = new Map();
   for (const [k, spec] of Object.entries(shape)) {
     const optional = k.endsWith("?");
     fields.set(optional ? k.slice(0, -1) : k, { types: typeof spec === "string" ? [spec as FieldType] : (spec as readonly FieldType[]), optional });
   }
+  FIELDS.set(shape, fields);
   return fields;
 }
 

@@ -3,7 +3,7 @@ import { connectionSignal } from "./connectionSignal.js";
 
 /**
  * One request as the meter handler reads it, whatever carried it: a Web `Request`
- * (`webIncoming`), or Node's `IncomingMessage` read directly by the Node adapters (`nodeIncoming`
+ * (`webIncoming`), or Node's `IncomingMessage` read directly by the Node adapters (`toIncoming`
  * in node.ts), which then build no `Request` unless something asks for one. Routing,
  * authentication, validation and the routes only ever read this, so both run the same code.
  */

@@ -1,4 +1,4 @@
-import type { Agent, IncomingMessage, RequestOptions } from "node:http";
+import type { Agent, IncomingMessage } from "node:http";
 
 /** One HTTP exchange as the client needs it: the status and the whole body as text. */
 export interface Answer {
@@ -42,23 +42,30 @@ const IDLE_MS = 4_000;
  */
 export function nodeTransport(base: string): Transport {
   const secure = base.startsWith("https:");
-  let ready: Promise<{ request: typeof import("node:http").request; agent: Agent }> | undefined;
+  type Loaded = { request: typeof import("node:http").request; agent: Agent };
+  // Kept once loaded, so a call does not wait on a promise for modules it already has.
+  let loaded: Loaded | undefined;
+  let loading: Promise<Loaded> | undefined;
   const modules = () =>
-    (ready ??= (load(secure ? "node:https" : "node:http") as Promise<typeof import("node:http")>).then((m) => ({
-      request: m.request,
-      // `timeout` applies to idle sockets only (the Agent closes them); an attempt has its own timer below.
-      agent: new m.Agent({ keepAlive: true, scheduling: "lifo", timeout: IDLE_MS }),
-    })));
+    (loading ??= (load(secure ? "node:https" : "node:http") as Promise<typeof import("node:http")>).then(
+      (m) =>
+        (loaded = {
+          request: m.request,
+          // `timeout` applies to idle sockets only (the Agent closes them); an attempt has its own timer below.
+          agent: new m.Agent({ keepAlive: true, scheduling: "lifo", timeout: IDLE_MS }),
+        }),
+    ));
   return async (method, url, headers, body, timeout) => {
-    const { request, agent } = await modules();
+    const { request, agent } = loaded ?? (await modules());
     return new Promise<Answer>((resolve, reject) => {
-      const options: RequestOptions = { method, agent, headers: body === undefined ? headers : { ...headers, "content-length": String(Buffer.byteLength(body)) } };
-      const req = request(url, options, (res: IncomingMessage) => {
+      // The caller's headers are this call's own (and its retries'): completed, not copied.
+      if (body !== undefined) headers["content-length"] = String(Buffer.byteLength(body));
+      const req = request(url, { method, agent, headers }, (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
         res.once("end", () => {
           clearTimeout(timer);
-          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") });
+          resolve({ status: res.statusCode ?? 0, text: (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString("utf8") });
         });
         res.once("error", fail);
         // A connection cut mid-answer: not an answer, a network failure (retried with the same key).

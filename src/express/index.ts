@@ -2,7 +2,7 @@ import type { ErrorRequestHandler, Request, RequestHandler } from "express";
 import { MeterError } from "../core/errors.js";
 import type { Meter } from "../server/createMeter.js";
 import { createMeterHandler, type Identity, type MeterHandlerOptions } from "../server/http/createMeterHandler.js";
-import { adapterErrorResponse, sendWebResponse, toWebRequest } from "../server/http/node.js";
+import { serveNode } from "../server/http/node.js";
 
 /** Options of {@link meterRouter}: the Web handler's, with `identify` taking the Express request. */
 export interface MeterRouterOptions extends Omit<MeterHandlerOptions<Request>, "identify" | "basePath"> {
@@ -28,19 +28,9 @@ export function meterRouter(meter: Meter, options: MeterRouterOptions = {}): Req
   });
   return (req, res, next) => {
     // Inside app.use("/prefix", …) Express strips the prefix from req.url: route on the rest.
-    toWebRequest(req, res, req.url).then(
-      (request) =>
-        handler(request, req)
-          .then((response) => sendWebResponse(res, response))
-          .catch(next),
-      (err: unknown) => {
-        // A request that is not even a valid URL (a malformed Host) gets meterkit's JSON 400,
-        // not Express's HTML error page.
-        const answer = adapterErrorResponse(err);
-        if (answer) sendWebResponse(res, answer).catch(next);
-        else next(err);
-      },
-    );
+    // A request that is not even a valid URL (a malformed Host) gets meterkit's JSON 400, not
+    // Express's HTML error page; any other failure goes to Express's error handling.
+    serveNode(handler, req, res, req.url, () => req).catch(next);
   };
 }
 

@@ -1,32 +1,21 @@
 import { describe } from "../../core/amounts.js";
 import { MeterError } from "../../core/errors.js";
-
-/** Bodies the Node adapter already buffered, per `Request` it built (see `bindBody`). */
-const BUFFERED = new WeakMap<Request, Uint8Array>();
+import type { Incoming } from "./incoming.js";
 
 /**
- * Records the bytes of a body the Node adapter read from the socket, so that `readBody` takes
- * them as they are instead of reading them back through a Web stream (the request then needs
- * no body stream at all; with the answer's, those streams were about a tenth of a CPU profile of
- * the handler process at 32 clients).
+ * Reads the body, refusing (413) a declared length over `limit` before reading anything, and
+ * any body as soon as it passes `limit` bytes, before buffering the rest.
  */
-export function bindBody(request: Request, bytes: Uint8Array): void {
-  BUFFERED.set(request, bytes);
+export async function readBody(incoming: Incoming, limit: number): Promise<Uint8Array> {
+  const declared = incoming.header("content-length");
+  if (declared !== null && Number(declared) > limit) throw tooLarge(limit);
+  return incoming.bytes(limit);
 }
 
-/** Reads the body, refusing (413) as soon as it passes `limit` bytes, before buffering the rest. */
-export async function readBody(request: Request, limit: number): Promise<Uint8Array> {
-  const declared = request.headers.get("content-length");
-  if (declared !== null && Number(declared) > limit) throw tooLarge(limit);
-  const buffered = BUFFERED.get(request);
-  if (buffered) {
-    // Read once, like a body stream.
-    BUFFERED.delete(request);
-    if (buffered.byteLength > limit) throw tooLarge(limit);
-    return buffered;
-  }
-  if (!request.body) return new Uint8Array(0);
-  const reader = request.body.getReader();
+/** A body stream's bytes (none without one), refusing (413) as soon as it passes `limit`. */
+export async function readStream(body: ReadableStream<Uint8Array> | null, limit: number): Promise<Uint8Array> {
+  if (!body) return new Uint8Array(0);
+  const reader = body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
   try {
@@ -53,25 +42,29 @@ export async function readBody(request: Request, limit: number): Promise<Uint8Ar
   return out;
 }
 
-function tooLarge(limit: number): MeterError {
+/** 413 `payload_too_large`. */
+export function tooLarge(limit: number): MeterError {
   return new MeterError("payload_too_large", `The body is larger than ${limit} bytes.`, { limit });
 }
+
+/** One decoder for every body: a fatal one refuses bytes that are not UTF-8; each decode starts afresh. */
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
  * A JSON object body. Empty → `{}` (commit and release need none). Anything else must say
  * `application/json`: a cross-site form cannot send that without a CORS preflight, which keeps
  * cookie-authenticated POSTs safe from forgery.
  */
-export async function readJsonObject(request: Request, limit: number): Promise<Record<string, unknown>> {
-  const bytes = await readBody(request, limit);
+export async function readJsonObject(incoming: Incoming, limit: number): Promise<Record<string, unknown>> {
+  const bytes = await readBody(incoming, limit);
   if (bytes.byteLength === 0) return {};
-  const type = (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  const type = (incoming.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
   if (type !== "application/json" && !/^application\/[a-z0-9.+-]+\+json$/.test(type)) {
     throw new MeterError("invalid_request", "The body must be JSON with `Content-Type: application/json`.", { field: "content-type" });
   }
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    value = JSON.parse(UTF8.decode(bytes));
   } catch {
     throw new MeterError("invalid_request", "The body is not valid JSON.");
   }
@@ -117,12 +110,20 @@ function isAlternatives(shape: Shape | readonly Shape[]): shape is readonly Shap
   return Array.isArray(shape);
 }
 
-function fieldsOf(shape: Shape): Map<string, { types: readonly FieldType[]; optional: boolean }> {
-  const fields = new Map<string, { types: readonly FieldType[]; optional: boolean }>();
+type Fields = Map<string, { types: readonly FieldType[]; optional: boolean }>;
+
+/** Each shape's fields, read once: the routes' shapes are constants, checked on every request. */
+const FIELDS = new WeakMap<Shape, Fields>();
+
+function fieldsOf(shape: Shape): Fields {
+  let fields = FIELDS.get(shape);
+  if (fields) return fields;
+  fields = new Map();
   for (const [k, spec] of Object.entries(shape)) {
     const optional = k.endsWith("?");
     fields.set(optional ? k.slice(0, -1) : k, { types: typeof spec === "string" ? [spec as FieldType] : (spec as readonly FieldType[]), optional });
   }
+  FIELDS.set(shape, fields);
   return fields;
 }
 

@@ -1,4 +1,5 @@
 import { MeterError } from "../../core/errors.js";
+import type { Reply } from "./respond.js";
 
 /** CORS for the browser routes (never the `/v1` server routes or the webhook). Off by default. */
 export interface CorsOptions {
@@ -20,12 +21,12 @@ export interface Cors {
   /** Headers to add to an answer to `origin`, or `{}` when it is not allowed. */
   headers(origin: string | null): Record<string, string>;
   /** The answer to a preflight (`OPTIONS` with `Access-Control-Request-Method`). */
-  preflight(origin: string | null, methods: string[]): Response;
+  preflight(origin: string | null, methods: string[]): Reply;
 }
 
 const NONE: Cors = {
   headers: () => ({}),
-  preflight: (_origin, methods) => new Response(null, { status: 204, headers: { allow: [...methods, "OPTIONS"].join(", ") } }),
+  preflight: (_origin, methods) => ({ status: 204, headers: { allow: [...methods, "OPTIONS"].join(", ") }, body: null }),
 };
 
 export function createCors(options: CorsOptions | undefined): Cors {
@@ -54,7 +55,7 @@ export function createCors(options: CorsOptions | undefined): Cors {
         h["access-control-allow-headers"] = "Authorization, Content-Type";
         h["access-control-max-age"] = String(maxAge);
       }
-      return new Response(null, { status: 204, headers: { ...h, allow: [...methods, "OPTIONS"].join(", ") } });
+      return { status: 204, headers: { ...h, allow: [...methods, "OPTIONS"].join(", ") }, body: null };
     },
   };
 }

@@ -5,10 +5,10 @@ import { liveHub, type LiveOptions } from "../live/liveHub.js";
 import { checkShape, readJsonObject } from "./body.js";
 import { BROWSER_TOKEN_PREFIX, verifyBrowserToken } from "./browserToken.js";
 import { claimedMeter } from "./claimedMeter.js";
-import { connectionSignal } from "./connectionSignal.js";
 import { createCors, type CorsOptions } from "./cors.js";
 import { createIdempotencyStore, idempotencyKey } from "./idempotency.js";
-import { errorJson, json } from "./respond.js";
+import { webIncoming, type Incoming } from "./incoming.js";
+import { errorJson, json, toResponse, type Reply } from "./respond.js";
 import { matchPath, type Route, type RouteContext } from "./routes.js";
 import { bearer, secretKeyCheck } from "./secretKeys.js";
 
@@ -54,6 +54,21 @@ export interface MeterHandlerOptions<Context = undefined> {
 /** A Web `Request` → `Response` function serving every meterkit route. */
 export type MeterHandler<Context = undefined> = (request: Request, context?: Context) => Promise<Response>;
 
+/** What a meter handler does, on any `Incoming`: the Web handler and the Node adapters' fast path both call it. */
+export type MeterHandlerCore<Context = undefined> = (incoming: Incoming, context?: Context) => Promise<Reply>;
+
+/** The core of each handler `createMeterHandler` made. */
+const CORES = new WeakMap<MeterHandler<never>, MeterHandlerCore<never>>();
+
+/**
+ * The core behind a handler made by `createMeterHandler`, so the Node adapters can serve it
+ * without building a Web `Request` and `Response` per call; undefined for any other function
+ * (an app's own wrapper), which the adapters then call with a `Request`.
+ */
+export function meterHandlerCore<Context>(handler: MeterHandler<Context>): MeterHandlerCore<Context> | undefined {
+  return CORES.get(handler as MeterHandler<never>) as MeterHandlerCore<Context> | undefined;
+}
+
 /**
  * The framework-free HTTP handler: routing, authentication, validation and error mapping for
  * the browser routes (`/usage`, `/usage/stream`, `/packs`, `/checkout`), the Stripe webhook and
@@ -69,11 +84,11 @@ export function createMeterHandler<Context = undefined>(meter: Meter, options: M
   const scope = internalsOf(meter).schemaName;
 
   /** The browser's user: a valid browser token, else the host app's `identify`. */
-  const browserUser = async (request: Request, context: Context): Promise<string | null> => {
-    const token = bearer(request);
+  const browserUser = async (incoming: Incoming, context: Context): Promise<string | null> => {
+    const token = bearer(incoming);
     if (token?.startsWith(BROWSER_TOKEN_PREFIX)) return verifyBrowserToken(internalsOf(meter).browserTokenSecrets, scope, token);
     if (!options.identify) return null;
-    const id = await options.identify(request, context);
+    const id = await options.identify(incoming.request(), context);
     if (id === null || id === undefined || id === "") return null;
     if (typeof id !== "string" && typeof id !== "number") {
       throw new TypeError(`identify() must return a user id (string or number) or null, got ${typeof id}.`);
@@ -85,8 +100,8 @@ export function createMeterHandler<Context = undefined>(meter: Meter, options: M
    * The one place a path is decoded and matched: routing, CORS and everything after read
    * this, so `/%76%31/…` is the `/v1` route it decodes to for every decision.
    */
-  const locate = (request: Request): { url: URL; routes: Route[]; params: Record<string, string> } => {
-    const url = new URL(request.url);
+  const locate = (incoming: Incoming): { url: URL; routes: Route[]; params: Record<string, string> } => {
+    const url = incoming.url;
     if (basePath && url.pathname !== basePath && !url.pathname.startsWith(basePath + "/")) return { url, routes: [], params: {} };
     let segments: string[];
     try {
@@ -97,25 +112,25 @@ export function createMeterHandler<Context = undefined>(meter: Meter, options: M
     return { url, ...matchPath(segments) };
   };
 
-  const run = async (request: Request, context: Context, located: ReturnType<typeof locate>, corsHeaders: Record<string, string>): Promise<Response> => {
+  const run = async (incoming: Incoming, context: Context, located: ReturnType<typeof locate>, corsHeaders: Record<string, string>): Promise<Reply> => {
     // 1. Route. HEAD is served by the GET route (an answer without its body).
     const { url, routes, params } = located;
-    if (routes.length === 0) return noRoute(request, url);
-    const method = request.method === "HEAD" ? "GET" : request.method;
+    if (routes.length === 0) return noRoute(incoming, url);
+    const method = incoming.method === "HEAD" ? "GET" : incoming.method;
     const route = routes.find((r) => r.method === method);
     const allowed = routes.map((r) => r.method);
     if (!route) {
-      if (request.method === "OPTIONS") {
-        return routes[0]!.audience === "browser" ? cors.preflight(request.headers.get("origin"), allowed) : new Response(null, { status: 204, headers: { allow: [...allowed, "OPTIONS"].join(", ") } });
+      if (incoming.method === "OPTIONS") {
+        return routes[0]!.audience === "browser" ? cors.preflight(incoming.header("origin"), allowed) : { status: 204, headers: { allow: [...allowed, "OPTIONS"].join(", ") }, body: null };
       }
-      throw new MeterError("method_not_allowed", `${request.method} is not allowed here; use ${allowed.join(" or ")}.`, { allow: allowed.join(", ") });
+      throw new MeterError("method_not_allowed", `${incoming.method} is not allowed here; use ${allowed.join(" or ")}.`, { allow: allowed.join(", ") });
     }
 
     // 2. Authenticate.
     let userId = "";
-    if (route.audience === "server") await authenticateServer(request, context);
+    if (route.audience === "server") await authenticateServer(incoming, context);
     else if (route.audience === "browser") {
-      const id = await browserUser(request, context);
+      const id = await browserUser(incoming, context);
       if (id === null) throw new MeterError("unauthenticated", "Sign in first: no user for this request.");
       userId = id;
     }
@@ -124,21 +139,21 @@ export function createMeterHandler<Context = undefined>(meter: Meter, options: M
     let body: Record<string, unknown> = {};
     let key: string | undefined;
     if (route.audience === "server" && route.method !== "GET") {
-      body = await readJsonObject(request, maxBodyBytes);
+      body = await readJsonObject(incoming, maxBodyBytes);
       checkShape(body, route.shape ?? {});
-      key = idempotencyKey(request) ?? undefined;
+      key = idempotencyKey(incoming) ?? undefined;
     }
 
     const c: RouteContext = {
       meter,
-      request,
+      incoming,
       params,
       userId,
       idempotencyKey: key,
       body,
       headers: corsHeaders,
       maxBodyBytes,
-      stream: (id) => openStream(id, request, corsHeaders),
+      stream: (id) => openStream(id, incoming, corsHeaders),
     };
     // 4. Run it, once per Idempotency-Key and request: the key is claimed in the statement that
     //    writes (one round trip), so a failed write leaves it free.
@@ -148,10 +163,10 @@ export function createMeterHandler<Context = undefined>(meter: Meter, options: M
   };
 
   /** A secret key, or 403 for a browser that found its way here, or 401. */
-  const authenticateServer = async (request: Request, context: Context) => {
-    const presented = bearer(request);
+  const authenticateServer = async (incoming: Incoming, context: Context) => {
+    const presented = bearer(incoming);
     if (checkKey(presented)) return;
-    const browser = await browserUser(request, context).catch(() => null);
+    const browser = await browserUser(incoming, context).catch(() => null);
     if (browser !== null) throw new MeterError("forbidden", "Browsers may read and buy, never write usage: the /v1 routes need a secret key.");
     throw new MeterError(
       "unauthenticated",
@@ -159,11 +174,12 @@ export function createMeterHandler<Context = undefined>(meter: Meter, options: M
     );
   };
 
-  const openStream = async (userId: string, request: Request, corsHeaders: Record<string, string>) => {
+  const openStream = async (userId: string, incoming: Incoming, corsHeaders: Record<string, string>): Promise<Reply> => {
     // HEAD opens no stream (and takes no slot): the user is checked as a GET would be.
-    const stream = request.method === "HEAD" ? (await meter.usage(userId), null) : await liveHub(internalsOf(meter), options.live).open(userId, connectionSignal(request));
-    return new Response(stream, {
+    const stream = incoming.method === "HEAD" ? (await meter.usage(userId), null) : await liveHub(internalsOf(meter), options.live).open(userId, incoming.signal());
+    return {
       status: 200,
+      body: stream,
       headers: {
         ...corsHeaders,
         "content-type": "text/event-stream; charset=utf-8",
@@ -172,39 +188,42 @@ export function createMeterHandler<Context = undefined>(meter: Meter, options: M
         "x-accel-buffering": "no",
         "x-content-type-options": "nosniff",
       },
-    });
+    };
   };
 
-  const answer = async (request: Request, context: Context | undefined): Promise<Response> => {
-    const origin = request.headers.get("origin");
+  const answer = async (incoming: Incoming, context: Context | undefined): Promise<Reply> => {
+    const origin = incoming.header("origin");
     let corsHeaders: Record<string, string> = {};
     try {
-      const located = locate(request);
+      const located = locate(incoming);
       // CORS applies to the browser routes only, judged on the decoded path: never the /v1
       // routes, the webhook or a path that is no route.
       if (located.routes[0]?.audience === "browser") corsHeaders = cors.headers(origin);
-      return await run(request, context as Context, located, corsHeaders);
+      return await run(incoming, context as Context, located, corsHeaders);
     } catch (err) {
       if (err instanceof MeterError) {
-        if (err.status >= 500) onError(err, request);
+        if (err.status >= 500) onError(err, incoming.request());
         const extra: Record<string, string> = { ...corsHeaders };
         if (err.code === "method_not_allowed" && typeof err.details.allow === "string") extra.allow = err.details.allow;
         return errorJson(err, extra);
       }
-      onError(err, request);
+      onError(err, incoming.request());
       return json(500, { error: { code: "internal", message: "Internal error." } }, corsHeaders);
     }
   };
   // HEAD answers like GET — the same status and headers, errors included — without a body.
-  return async (request, context) => (request.method === "HEAD" ? withoutBody(await answer(request, context)) : answer(request, context));
+  const core: MeterHandlerCore<Context> = async (incoming, context) => (incoming.method === "HEAD" ? withoutBody(await answer(incoming, context)) : answer(incoming, context));
+  const handler: MeterHandler<Context> = async (request, context) => toResponse(await core(webIncoming(request), context));
+  CORES.set(handler as MeterHandler<never>, core as MeterHandlerCore<never>);
+  return handler;
 }
 
 /** A GET answer for a HEAD request: the same status and headers, the body dropped unread. */
-async function withoutBody(response: Response): Promise<Response> {
-  await response.body?.cancel().catch(() => {});
-  return new Response(null, { status: response.status, statusText: response.statusText, headers: response.headers });
+async function withoutBody(reply: Reply): Promise<Reply> {
+  if (reply.body instanceof ReadableStream) await reply.body.cancel().catch(() => {});
+  return { ...reply, body: null };
 }
 
-function noRoute(request: Request, url: URL): never {
-  throw new MeterError("not_found", `No route ${request.method} ${url.pathname}.`, { reason: "no_route" });
+function noRoute(incoming: Incoming, url: URL): never {
+  throw new MeterError("not_found", `No route ${incoming.method} ${url.pathname}.`, { reason: "no_route" });
 }

@@ -11,8 +11,8 @@ const ENTRIES_LIMIT = { default: 20, max: 100 };
  * The query string of a browser read, checked: only `allowed` names, each once, each a whole
  * number from 1 to `max` (or digits, for a cursor). Anything else is 400 `invalid_request`.
  */
-function readQuery(request: Request, allowed: Record<string, number>): Record<string, number | undefined> {
-  const params = new URL(request.url).searchParams;
+function readQuery(url: URL, allowed: Record<string, number>): Record<string, number | undefined> {
+  const params = url.searchParams;
   const out: Record<string, number | undefined> = {};
   for (const name of new Set(params.keys())) {
     if (!(name in allowed)) {
@@ -40,7 +40,7 @@ export const HISTORY_ROUTES: Route[] = [
     method: "GET",
     audience: "browser",
     run: async (c) => {
-      const q = readQuery(c.request, { days: HISTORY_DAYS.max });
+      const q = readQuery(c.incoming.url, { days: HISTORY_DAYS.max });
       const days = q.days ?? HISTORY_DAYS.default;
       const usage = await c.meter.usage(c.userId);
       // One series per counter: units differ between counters, so they are never summed.
@@ -58,7 +58,7 @@ export const HISTORY_ROUTES: Route[] = [
     method: "GET",
     audience: "browser",
     run: async (c) => {
-      const q = readQuery(c.request, { before: Number.MAX_SAFE_INTEGER, limit: ENTRIES_LIMIT.max });
+      const q = readQuery(c.incoming.url, { before: Number.MAX_SAFE_INTEGER, limit: ENTRIES_LIMIT.max });
       const limit = q.limit ?? ENTRIES_LIMIT.default;
       // One more than asked says whether an older page exists.
       const rows = await c.meter.entries(c.userId, { limit: limit + 1, before: q.before === undefined ? undefined : String(q.before) });

@@ -3,10 +3,11 @@ import { query } from "../db.js";
 import { requestFingerprint } from "../requestFingerprint.js";
 import type { MeterInternals } from "../createMeter.js";
 import type { LedgerClaim } from "../ledger/context.js";
+import type { Incoming } from "./incoming.js";
 
 /** The `Idempotency-Key` header, checked like every other id (1–255 characters, no control characters). */
-export function idempotencyKey(request: Request): string | null {
-  const key = request.headers.get("idempotency-key");
+export function idempotencyKey(incoming: Incoming): string | null {
+  const key = incoming.header("idempotency-key");
   if (key === null) return null;
   return assertId(key, "Idempotency-Key");
 }

@@ -1,67 +1,148 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { MeterError } from "../../core/errors.js";
-import { bindBody } from "./body.js";
+import { tooLarge } from "./body.js";
 import { bindConnectionSignal } from "./connectionSignal.js";
-import { bufferedText, errorJson } from "./respond.js";
+import { meterHandlerCore, type MeterHandler } from "./createMeterHandler.js";
+import type { Incoming } from "./incoming.js";
+import { bufferedText, errorJson, type Reply } from "./respond.js";
 
 /** Most a Node request body is buffered before the handler sees it: over this, it is 413 whatever the route. */
 const NODE_BODY_CAP = 1_048_576;
 
 /**
- * Node's `IncomingMessage` as a Web `Request`. `url` is the path and query to route on
- * (Express passes its mount-relative `req.url`). A body some middleware already parsed
- * (`express.json()`, `express.raw()`) is used as it is; otherwise it is read here (Node
- * streams are much cheaper than Web streams), stopping one byte past the cap so the handler's
- * own limit answers 413 without buffering more. `signal` aborts when the client goes away.
+ * What the Node adapters read from an `IncomingMessage` before any handler runs: the URL, the
+ * body (buffered), and for a GET the signal that aborts when the client leaves. Both a Web
+ * `Request` (`toRequest`) and the fast path's `Incoming` (`toIncoming`) are made from this, so
+ * they see the same URL, headers and bytes.
  */
-export function toWebRequest(req: IncomingMessage, res: ServerResponse, url = req.url ?? "/"): Promise<Request> {
-  return nodeRequest(req, res, url, true);
+interface NodeParts {
+  req: IncomingMessage;
+  method: string;
+  url: URL;
+  /** Only the live stream (a GET) needs to know when the client leaves. */
+  gone: AbortSignal | null;
+  /** Whether the body was read (any method but GET and HEAD): then `transfer-encoding` is dropped and `content-length` is `contentLength`. */
+  read: boolean;
+  bytes: Uint8Array<ArrayBuffer> | undefined;
+  contentLength: string | null;
 }
 
 /**
- * `toWebRequest`, where `stream: false` gives the `Request` no body stream of its own: the
- * bytes are bound to it for the handler's `readBody` (toNodeHandler, whose `Request` only the
- * meter handler reads).
+ * Reads the request. A body some middleware already parsed (`express.json()`, `express.raw()`)
+ * is used as it is; otherwise it is read here (Node streams are much cheaper than Web streams),
+ * stopping one byte past the cap so the handler's own limit answers 413 without buffering more.
  */
-async function nodeRequest(req: IncomingMessage, res: ServerResponse, url: string, stream: boolean): Promise<Request> {
-  const headers = new Headers();
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) headers.append(name, v);
-    else headers.set(name, value);
-  }
+async function readParts(req: IncomingMessage, res: ServerResponse, url: string): Promise<NodeParts> {
   const method = req.method ?? "GET";
-  const init: RequestInit = { method, headers };
-  // Only the live stream needs to know when the client leaves.
   let gone: AbortSignal | null = null;
-  let body: Uint8Array<ArrayBuffer> | undefined;
+  let bytes: Uint8Array<ArrayBuffer> | undefined;
+  let contentLength = header(req, "content-length");
+  const read = method !== "GET" && method !== "HEAD";
   if (method === "GET") {
     const controller = new AbortController();
     res.once("close", () => controller.abort());
-    init.signal = gone = controller.signal;
-  } else if (method !== "HEAD") {
+    gone = controller.signal;
+  } else if (read) {
     const parsed = (req as { body?: unknown }).body;
-    let bytes: Buffer;
+    let buffer: Buffer;
     if (parsed !== undefined && (req.readableEnded || (req as { _body?: boolean })._body)) {
       // Re-serialised, but the original Content-Type is kept: the JSON-only rule of browser
       // POSTs (no cross-site form can send application/json without a preflight) is judged on
       // what the browser sent, whatever parser ran first (express.urlencoded(), json({ type: "*/*" })).
-      bytes = Buffer.isBuffer(parsed) ? parsed : Buffer.from(typeof parsed === "string" ? parsed : JSON.stringify(parsed));
+      buffer = Buffer.isBuffer(parsed) ? parsed : Buffer.from(typeof parsed === "string" ? parsed : JSON.stringify(parsed));
     } else {
-      bytes = await readNodeBody(req);
+      buffer = await readNodeBody(req);
     }
-    headers.delete("transfer-encoding");
-    if (bytes.byteLength > 0 || headers.get("content-length") !== null) {
+    if (buffer.byteLength > 0 || contentLength !== null) {
       // A declared length over the cap was not read at all: keep it so the handler answers 413.
-      if (Number(headers.get("content-length")) <= NODE_BODY_CAP) headers.set("content-length", String(bytes.byteLength));
-      body = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) as Uint8Array<ArrayBuffer>;
-      if (stream) init.body = body;
+      if (Number(contentLength) <= NODE_BODY_CAP) contentLength = String(buffer.byteLength);
+      bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength) as Uint8Array<ArrayBuffer>;
     }
   }
-  const request = new Request(new URL(url, `http://${hostOf(req)}`), init);
-  if (gone) bindConnectionSignal(request, gone);
-  if (body && !stream) bindBody(request, body);
+  return { req, method, url: new URL(url, `http://${hostOf(req)}`), gone, read, bytes, contentLength };
+}
+
+/** Node's `IncomingMessage` as a Web `Request`, from what `readParts` read. Throws what the `Request` constructor throws. */
+function toRequest(parts: NodeParts): Request {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(parts.req.headers)) {
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) headers.append(name, v);
+    else headers.set(name, value);
+  }
+  const init: RequestInit = { method: parts.method, headers };
+  if (parts.read) {
+    headers.delete("transfer-encoding");
+    if (parts.contentLength !== null) headers.set("content-length", parts.contentLength);
+    if (parts.bytes) init.body = parts.bytes;
+  }
+  if (parts.gone) init.signal = parts.gone;
+  const request = new Request(parts.url, init);
+  if (parts.gone) bindConnectionSignal(request, parts.gone);
   return request;
+}
+
+/** Methods the `Request` constructor refuses (Node's parser accepts them). */
+const NOT_FETCH_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
+
+/**
+ * Whether `toIncoming` serves this request as `toRequest` would: a `Request` could be built
+ * from it. The rest (a TRACE, a URL with credentials) goes through `toRequest`, which throws as
+ * it always did.
+ */
+function fastPathFits(parts: NodeParts): boolean {
+  return !NOT_FETCH_METHODS.has(parts.method) && parts.url.username === "" && parts.url.password === "";
+}
+
+/**
+ * The fast path's request: headers read from the `IncomingMessage` as a `Headers` built from it
+ * would give them, the buffered body, and a `Request` only if `identify` or `onError` asks.
+ */
+function toIncoming(parts: NodeParts): Incoming {
+  const { req } = parts;
+  let consumed = false;
+  let request: Request | undefined;
+  let signal = parts.gone;
+  return {
+    method: parts.method,
+    url: parts.url,
+    header(name) {
+      if (parts.read && name === "content-length") return parts.contentLength;
+      if (parts.read && name === "transfer-encoding") return null;
+      return header(req, name);
+    },
+    async bytes(limit) {
+      // Read once, like a body stream.
+      if (consumed || !parts.bytes) return new Uint8Array(0);
+      consumed = true;
+      if (parts.bytes.byteLength > limit) throw tooLarge(limit);
+      return parts.bytes;
+    },
+    // A request that is not a GET has no use for one: it never aborts, as a Request's own signal.
+    signal: () => (signal ??= new AbortController().signal),
+    request: () => (request ??= toRequest(parts)),
+  };
+}
+
+/** HTTP whitespace at either end, which `Headers` strips from every value. */
+const EDGE_SPACE = /^[\t\n\r ]+|[\t\n\r ]+$/g;
+
+/** A request header as `Headers.get` gives it: repeated values joined, whitespace at the ends removed. */
+function header(req: IncomingMessage, name: string): string | null {
+  const value = req.headers[name];
+  if (value === undefined) return null;
+  return Array.isArray(value) ? value.map((v) => v.replace(EDGE_SPACE, "")).join(", ") : value.replace(EDGE_SPACE, "");
+}
+
+/**
+ * Node's `IncomingMessage` as a Web `Request`. `url` is the path and query to route on
+ * (Express passes its mount-relative `req.url`). A body some middleware already parsed
+ * (`express.json()`, `express.raw()`) is used as it is; otherwise it is read here, stopping
+ * one byte past the cap so the handler's own limit answers 413 without buffering more.
+ * `signal` aborts when the client goes away.
+ */
+export async function toWebRequest(req: IncomingMessage, res: ServerResponse, url = req.url ?? "/"): Promise<Request> {
+  return toRequest(await readParts(req, res, url));
 }
 
 // RFC 3986 host: a registered name (unreserved and sub-delims; no "%", "/", spaces) or a
@@ -74,14 +155,6 @@ function hostOf(req: IncomingMessage): string {
   if (host === undefined || host === "") return "localhost";
   if (!HOST.test(host)) throw new MeterError("invalid_request", "The Host header is not a valid host.", { field: "host" });
   return host;
-}
-
-/**
- * What an adapter answers when the request could not even be turned into a Web `Request`:
- * a `MeterError` (a malformed Host) as its JSON; anything else is not ours to answer.
- */
-export function adapterErrorResponse(err: unknown): Response | null {
-  return err instanceof MeterError ? errorJson(err) : null;
 }
 
 function readNodeBody(req: IncomingMessage): Promise<Buffer> {
@@ -103,6 +176,51 @@ function readNodeBody(req: IncomingMessage): Promise<Buffer> {
     req.once("end", () => resolve(Buffer.concat(chunks)));
     req.once("error", reject);
   });
+}
+
+/**
+ * Serves one Node request with a meter handler. A handler made by `createMeterHandler` runs on
+ * the `IncomingMessage` itself and its answer is written straight to the `ServerResponse`: no
+ * Web `Request`, `Headers` or `Response` per call (they were a fifth of the handler process's
+ * CPU and much of its garbage). Any other handler (an app's own wrapper) gets a Web `Request`
+ * and its `Response` is written as it comes. Rejects when the request could not be read or
+ * the handler failed; the caller destroys the socket or hands the error on (Express's `next`).
+ */
+export async function serveNode<Context>(
+  handler: (request: Request, context?: Context) => Promise<Response>,
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: string,
+  context: (req: IncomingMessage) => Context,
+): Promise<void> {
+  let parts: NodeParts;
+  try {
+    parts = await readParts(req, res, url);
+  } catch (err) {
+    // A request that is not even a valid URL (a malformed Host) gets meterkit's JSON 400.
+    if (err instanceof MeterError) return writeReply(res, errorJson(err));
+    throw err;
+  }
+  const core = meterHandlerCore(handler as MeterHandler<Context>);
+  if (core && fastPathFits(parts)) return writeReply(res, await core(toIncoming(parts), context(req)));
+  return sendWebResponse(res, await handler(toRequest(parts), context(req)));
+}
+
+/** Writes a meter handler's answer: the same status, headers and bytes `sendWebResponse` writes for its `Response`. */
+export async function writeReply(res: ServerResponse, reply: Reply): Promise<void> {
+  res.statusCode = reply.status;
+  // In the order a Web `Headers` lists them (sorted), as `sendWebResponse` sets them.
+  for (const name of Object.keys(reply.headers).sort()) res.setHeader(name, reply.headers[name]!);
+  if (reply.body === null) {
+    res.end();
+    return;
+  }
+  if (typeof reply.body === "string") {
+    res.setHeader("content-length", Buffer.byteLength(reply.body));
+    res.end(reply.body);
+    return;
+  }
+  return pipeStream(res, reply.body);
 }
 
 /** Writes a Web `Response` to Node's `ServerResponse`, honouring backpressure and stopping when the client leaves. */
@@ -130,9 +248,14 @@ export async function sendWebResponse(res: ServerResponse, response: Response): 
     res.end(bytes);
     return;
   }
-  // Streams (Server-Sent Events) need their headers out now, not with the first event.
+  return pipeStream(res, response.body);
+}
+
+/** Writes a stream of events (Server-Sent Events) as it comes, honouring backpressure and stopping when the client leaves. */
+async function pipeStream(res: ServerResponse, body: ReadableStream<Uint8Array>): Promise<void> {
+  // Streams need their headers out now, not with the first event.
   res.flushHeaders();
-  const reader = response.body.getReader();
+  const reader = body.getReader();
   const gone = () => void reader.cancel().catch(() => {});
   res.once("close", gone);
   // The stream errors when the server drops it (a client that stopped reading): that must end
@@ -173,26 +296,14 @@ export async function sendWebResponse(res: ServerResponse, response: Response): 
 /**
  * A Node `http.createServer` listener for a meter handler (plain Node, Fastify's raw routes, …).
  * `context` gives the handler's `identify` its second argument (default: the `IncomingMessage`).
- * The Web `Request` it builds carries the body read from the socket for the meter handler
- * only (no body stream: `request.body` is null; the handler reads the bytes directly), and a
- * JSON answer is written from its text: the two Web-stream round trips were about a tenth of a
- * CPU profile of the handler process at 32 clients. `toWebRequest` still builds a complete `Request`.
+ * A handler from `createMeterHandler` is served without Web `Request`/`Response` objects
+ * (`serveNode`); `identify` and `onError` still get a `Request`, built when they ask.
  */
 export function toNodeHandler<Context = IncomingMessage>(
   handler: (request: Request, context?: Context) => Promise<Response>,
   context: (req: IncomingMessage) => Context = (req) => req as Context,
 ): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    nodeRequest(req, res, req.url ?? "/", false).then(
-      (request) =>
-        handler(request, context(req))
-          .then((response) => sendWebResponse(res, response))
-          .catch(() => res.destroy()),
-      (err: unknown) => {
-        const answer = adapterErrorResponse(err);
-        if (answer) void sendWebResponse(res, answer).catch(() => res.destroy());
-        else res.destroy();
-      },
-    );
+    serveNode(handler, req, res, req.url ?? "/", context).catch(() => res.destroy());
   };
 }

@@ -4,14 +4,15 @@ import { internalsOf } from "../internals.js";
 import { readBody, readJsonObject, type Shape } from "./body.js";
 import { HISTORY_ROUTES } from "./historyRoutes.js";
 import { idempotencyKey } from "./idempotency.js";
-import { json } from "./respond.js";
+import type { Incoming } from "./incoming.js";
+import { json, type Reply } from "./respond.js";
 
 /** Who may call a route: the identified browser user, a holder of a secret key, or Stripe. */
 export type Audience = "browser" | "server" | "webhook";
 
 export interface RouteContext {
   meter: Meter;
-  request: Request;
+  incoming: Incoming;
   params: Record<string, string>;
   /** The identified user (browser routes only). */
   userId: string;
@@ -22,7 +23,7 @@ export interface RouteContext {
   /** Extra response headers (CORS). */
   headers: Record<string, string>;
   /** Opens a live usage stream for the user. */
-  stream(userId: string): Promise<Response>;
+  stream(userId: string): Promise<Reply>;
   maxBodyBytes: number;
 }
 
@@ -36,7 +37,7 @@ export interface Route {
    * before anything is written.
    */
   shape?: Shape | readonly Shape[];
-  run(c: RouteContext): Promise<Response>;
+  run(c: RouteContext): Promise<Reply>;
 }
 
 /** Largest Stripe webhook body accepted (Stripe events are a few kB). */
@@ -83,7 +84,7 @@ export const ROUTES: Route[] = [
     audience: "browser",
     run: async (c) => {
       const hooks = billing(c.meter);
-      const body = await readJsonObject(c.request, c.maxBodyBytes);
+      const body = await readJsonObject(c.incoming, c.maxBodyBytes);
       // Only these fields reach billing: a `userId` in the body is ignored.
       const { packId, successUrl, cancelUrl, saveCard } = body;
       return json(200, await hooks.checkout(c.userId, { packId, successUrl, cancelUrl, saveCard }), c.headers);
@@ -103,8 +104,8 @@ export const ROUTES: Route[] = [
     // The body is the settings; set() refuses unknown fields (a `userId` too) as invalid_request.
     // An Idempotency-Key makes it once per key and body (per user), like the other mutations.
     run: async (c) => {
-      const body = await readJsonObject(c.request, c.maxBodyBytes);
-      const key = idempotencyKey(c.request) ?? undefined;
+      const body = await readJsonObject(c.incoming, c.maxBodyBytes);
+      const key = idempotencyKey(c.incoming) ?? undefined;
       return json(200, await c.meter.autoTopUp.set(c.userId, body as never, { idempotencyKey: key }), c.headers);
     },
   },
@@ -113,7 +114,7 @@ export const ROUTES: Route[] = [
     method: "POST",
     audience: "browser",
     run: async (c) => {
-      const { successUrl, cancelUrl } = await readJsonObject(c.request, c.maxBodyBytes);
+      const { successUrl, cancelUrl } = await readJsonObject(c.incoming, c.maxBodyBytes);
       return json(200, await c.meter.autoTopUp.setupCheckout(c.userId, { successUrl, cancelUrl }), c.headers);
     },
   },
@@ -123,8 +124,8 @@ export const ROUTES: Route[] = [
     audience: "webhook",
     run: async (c) => {
       const hooks = billing(c.meter);
-      const raw = await readBody(c.request, WEBHOOK_MAX_BYTES);
-      return json(200, await hooks.webhook(raw, c.request.headers.get("stripe-signature")));
+      const raw = await readBody(c.incoming, WEBHOOK_MAX_BYTES);
+      return json(200, await hooks.webhook(raw, c.incoming.header("stripe-signature")));
     },
   },
 

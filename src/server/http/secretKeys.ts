@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { MeterError } from "../../core/errors.js";
+import type { Incoming } from "./incoming.js";
 
 const MIN_KEY_LENGTH = 24;
 
@@ -33,8 +34,8 @@ export function secretKeyCheck(keys: string | string[] | undefined): SecretKeyCh
 }
 
 /** The token of an `Authorization: Bearer …` header, or null. */
-export function bearer(request: Request): string | null {
-  const header = request.headers.get("authorization");
+export function bearer(incoming: Incoming): string | null {
+  const header = incoming.header("authorization");
   if (!header) return null;
   const m = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
   return m ? m[1]! : null;

@@ -31,7 +31,9 @@ const RETRY_STATUS = new Set([502, 503, 504]);
 /**
  * A remote meter for services that do not hold the database. Every mutation carries an
  * `Idempotency-Key` (the call's `idempotencyKey` when given, else a fresh UUID reused by its
- * retries); server errors come back as the same `MeterError` / `LimitReachedError` codes.
+ * retries), except commit and release, whose reservation id is their key: the ledger answers
+ * their repeat with the first result. Server errors come back as the same `MeterError` /
+ * `LimitReachedError` codes.
  */
 export function createMeterClient(options: MeterClientOptions): MeterClient {
   if (!options || typeof options.url !== "string" || !/^https?:\/\//.test(options.url)) {
@@ -98,9 +100,11 @@ export function createMeterClient(options: MeterClientOptions): MeterClient {
     }) as MeterApi["reserve"],
     commit: async (reservationId, o = {}) => {
       known(o, ["actual", "usage"]);
-      return call("POST", `/v1/reservations/${id(reservationId, "reservationId")}/commit`, { actual: o.actual, usage: o.usage }, newKey());
+      // No Idempotency-Key: the reservation id is the key (a repeat answers the first result,
+      // other numbers are a conflict), and a claimed HTTP key would be a second write per call.
+      return call("POST", `/v1/reservations/${id(reservationId, "reservationId")}/commit`, { actual: o.actual, usage: o.usage });
     },
-    release: async (reservationId) => call("POST", `/v1/reservations/${id(reservationId, "reservationId")}/release`, {}, newKey()),
+    release: async (reservationId) => call("POST", `/v1/reservations/${id(reservationId, "reservationId")}/release`, {}),
     track: async (userId, meterKey, amount, o = {}) => {
       known(o, ["reservationId", "idempotencyKey", "model", "metadata"]);
       return call(

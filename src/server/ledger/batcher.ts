@@ -51,7 +51,8 @@ export function resolveBatchOptions(value: boolean | BatchOptions | undefined): 
 
 /**
  * A batcher on `pool` for the ledger in `schema`. No timer: a call on an idle meter (nothing in
- * flight, nothing queued) leaves at once, as the plain statement (a lone call pays nothing).
+ * flight, nothing queued, no batch just answered) leaves at once, as the plain statement (a lone
+ * call pays nothing).
  * Calls that arrive while a batch is in flight queue, and leave in arrival order as one
  * `op_batch` call when a slot is free, once the current turn of the event loop is over (a
  * `setImmediate`): the callers of a batch that just answered call again in that turn (a
@@ -78,7 +79,9 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
       void send(batch).finally(() => {
         inFlight--;
         opsInFlight -= batch.length;
-        schedule();
+        // A lone call answered with nobody waiting: nothing to gather, so its caller's next
+        // call leaves at once too (one client in a loop pays nothing, not even a turn).
+        if (batch.length > 1 || queue.length > 0) schedule();
       });
     }
   };

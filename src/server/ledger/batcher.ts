@@ -7,8 +7,11 @@ export interface BatchOptions {
   /** Most operations in one SQL call. Default 64. */
   maxSize?: number;
   /**
-   * Batches in flight at once (each on its own pooled connection). A call goes out at once
-   * while fewer are in flight; otherwise it waits for the next batch. Default 1.
+   * Batches in flight at once (each on its own pooled connection). A call on an idle meter goes
+   * out at once; calls that arrive meanwhile leave together when a slot is free, each batch
+   * taking its share of what is queued and in flight. Default 1: on the 2-core machine of
+   * docs/benchmarks.md, 2 gained only with 64 callers over many users and lost with 8 callers
+   * and on one hot user.
    */
   concurrency?: number;
 }

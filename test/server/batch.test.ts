@@ -2,6 +2,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { MeterError } from "../../src/core/errors.js";
 import { createMeter, type CreateMeterOptions, type Meter } from "../../src/server/index.js";
+import { internalsOf } from "../../src/server/internals.js";
 import { freshDatabase } from "../helpers/db.js";
 
 const PLANS: CreateMeterOptions["plans"] = {
@@ -94,6 +95,81 @@ describe("the batched path", () => {
     );
     await c.end();
     expect(Number(rows[0]!.n)).toBe(1);
+  });
+
+  test("callers that call again as soon as their batch answers ride the next batch together, not one of them alone ahead of the rest", async () => {
+    const { meter, sent } = recordedMeter({ batch: true });
+    await meter.usage("cohort-0");
+    sent.length = 0;
+    // Twelve callers in a loop of reserve then commit, as an API server under load runs them.
+    await Promise.all(
+      Array.from({ length: 12 }, async (_, w) => {
+        for (let i = 0; i < 4; i++) {
+          const r = await meter.reserve(`cohort-${w}`, "tokens", 100);
+          if (!r.allowed) throw new Error("reserve denied");
+          await meter.commit(r.reservationId, { actual: 40 });
+        }
+      }),
+    );
+    const calls = sent.filter((s) => s.includes("op_"));
+    // Only the very first call leaves alone (the meter was idle); after that every batch carries
+    // all twelve callers (it used to alternate: the first caller back alone, then the other eleven).
+    expect(calls.filter((s) => !s.includes(".op_batch("))).toHaveLength(1);
+    expect(calls.length).toBeLessThanOrEqual(9);
+    for (let w = 0; w < 12; w++) expect(await meter.audit(`cohort-${w}`)).toEqual([]);
+  });
+
+  test("several batches in flight on one hot user serialise on its lock: no deadlock, every answer and the balance right, audit clean", { timeout: 60_000 }, async () => {
+    const { meter, sent } = recordedMeter({ batch: { concurrency: 3, maxSize: 8 } }, 6);
+    const pool = internalsOf(meter).pool;
+    // How many op_batch calls were in flight at once (at least two, or this test proves nothing).
+    let inFlight = 0;
+    let most = 0;
+    pool.on("connect", (client) => {
+      const c = client as unknown as { query: (...args: unknown[]) => Promise<unknown> };
+      const original = c.query.bind(client);
+      c.query = (...args: unknown[]) => {
+        const batch = String((args[0] as { text?: unknown }).text ?? args[0]).includes(".op_batch(");
+        if (!batch) return original(...args);
+        most = Math.max(most, ++inFlight);
+        return original(...args).finally(() => inFlight--);
+      };
+    });
+    const user = "hot-many";
+    await meter.upsertSubscription({ userId: user, planId: "basic", customLimits: { tokens: { quota: 4_000 } } });
+    sent.length = 0;
+    const answers: Array<{ allowed: boolean; committed?: number; released?: number }> = [];
+    const failures: unknown[] = [];
+    await Promise.all(
+      Array.from({ length: 24 }, async (_, w) => {
+        for (let i = 0; i < 4; i++) {
+          try {
+            const r = await meter.reserve(user, "tokens", 100);
+            if (!r.allowed) {
+              answers.push({ allowed: false });
+              continue;
+            }
+            if ((w + i) % 4 === 0) answers.push({ allowed: true, released: (await meter.release(r.reservationId)).released });
+            else answers.push({ allowed: true, committed: (await meter.commit(r.reservationId, { actual: 70 })).committed });
+          } catch (err) {
+            failures.push(err);
+          }
+        }
+      }),
+    );
+    expect(failures).toEqual([]);
+    expect(most).toBeGreaterThanOrEqual(2);
+    expect(answers).toHaveLength(96);
+    const committed = answers.filter((a) => a.committed !== undefined);
+    expect(committed.every((a) => a.committed === 70)).toBe(true);
+    expect(answers.filter((a) => a.released !== undefined).every((a) => a.released === 100)).toBe(true);
+    // 96 × 70 would pass the quota: the last reserves are denied, never an over-spend.
+    expect(answers.some((a) => !a.allowed)).toBe(true);
+    const tokens = (await meter.usage(user)).counters.find((c) => c.key === "tokens")!;
+    expect(tokens.used).toBe(70 * committed.length);
+    expect(tokens.used).toBeLessThanOrEqual(4_000);
+    expect(tokens.held).toBe(0);
+    expect(await meter.audit(user)).toEqual([]);
   });
 
   test("one bad operation in a batch leaves every other result intact, each answering as it would unbatched", async () => {

@@ -7,8 +7,11 @@ export interface BatchOptions {
   /** Most operations in one SQL call. Default 64. */
   maxSize?: number;
   /**
-   * Batches in flight at once (each on its own pooled connection). A call goes out at once
-   * while fewer are in flight; otherwise it waits for the next batch. Default 1.
+   * Batches in flight at once (each on its own pooled connection). A call on an idle meter goes
+   * out at once; calls that arrive meanwhile leave together when a slot is free, each batch
+   * taking its share of what is queued and in flight. Default 1: on the 2-core machine of
+   * docs/benchmarks.md, 2 gained only with 64 callers over many users and lost with 8 callers
+   * and on one hot user.
    */
   concurrency?: number;
 }
@@ -50,25 +53,45 @@ export function resolveBatchOptions(value: boolean | BatchOptions | undefined): 
 }
 
 /**
- * A batcher on `pool` for the ledger in `schema`. No timer: a call that finds fewer than
- * `concurrency` batches in flight leaves at once (a lone call pays nothing); calls that arrive
- * meanwhile queue and leave together, in arrival order, as one `op_batch` call the moment a
- * batch returns. A batch of one is the plain statement (no subtransaction to pay for).
+ * A batcher on `pool` for the ledger in `schema`. No timer: a call on an idle meter (nothing in
+ * flight, nothing queued, no batch just answered) leaves at once, as the plain statement (a lone
+ * call pays nothing).
+ * Calls that arrive while a batch is in flight queue, and leave in arrival order as one
+ * `op_batch` call when a slot is free, once the current turn of the event loop is over (a
+ * `setImmediate`): the callers of a batch that just answered call again in that turn (a
+ * reserve's caller commits), so they all ride the next batch instead of the first of them
+ * leaving alone ahead of the rest. With `concurrency` above 1 the queue is shared out so the
+ * batches in flight stay about the same size (a batch leaving takes at most its share of
+ * what is queued and in flight), rather than a batch of one next to a batch of everyone else.
  */
 export function createBatcher(pool: pg.Pool, schema: string, options: Required<BatchOptions>): Batcher {
   const queue: Pending[] = [];
   let inFlight = 0;
+  /** Operations in the batches in flight. */
+  let opsInFlight = 0;
+  let scheduled = false;
   const batchText = `SELECT ${schema}.op_batch($1::jsonb) AS r`;
 
   const pump = () => {
+    scheduled = false;
     while (inFlight < options.concurrency && queue.length > 0) {
-      const batch = queue.splice(0, options.maxSize);
+      const share = Math.ceil((queue.length + opsInFlight) / options.concurrency);
+      const batch = queue.splice(0, Math.min(options.maxSize, Math.max(1, share)));
       inFlight++;
+      opsInFlight += batch.length;
       void send(batch).finally(() => {
         inFlight--;
-        pump();
+        opsInFlight -= batch.length;
+        // A lone call answered with nobody waiting: nothing to gather, so its caller's next
+        // call leaves at once too (one client in a loop pays nothing, not even a turn).
+        if (batch.length > 1 || queue.length > 0) schedule();
       });
     }
+  };
+  const schedule = () => {
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(pump);
   };
 
   const send = async (batch: Pending[]): Promise<void> => {
@@ -107,7 +130,8 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
     call<T>(fn: string, params: unknown[]): Promise<T> {
       return new Promise<T>((resolve, reject) => {
         queue.push({ fn, params, resolve: resolve as (v: unknown) => void, reject });
-        pump();
+        if (inFlight === 0 && !scheduled && queue.length === 1) pump();
+        else schedule();
       });
     },
   };

@@ -29,11 +29,13 @@ describe("BalanceBadge", () => {
   });
 
   it("announces the first balance at once, then only once the balance settles, not on every tick", async () => {
-    const { meter, container } = renderWithMeter(<BalanceBadge announceDelay={200} />);
+    const { meter, container } = renderWithMeter(<BalanceBadge announceDelay={1000} />);
     const live = () => container.querySelector(".mk-sr-only")!.textContent;
     await waitFor(() => expect(screen.getByRole("status")).toHaveTextContent("12,340 tokens left"));
-    // No "Loading balance…" left behind once the number is there.
-    expect(live()).toBe("12,340 tokens left");
+    // No "Loading balance…" left behind once the number is there: the first balance is announced
+    // in the effects of the render that shows it (the DOM observer that wakes waitFor may run
+    // between the two), well before announceDelay.
+    await waitFor(() => expect(live()).toBe("12,340 tokens left"), { timeout: 500 });
     for (let i = 2; i <= 5; i++) {
       act(() => meter.push(sampleUsage([counter({ used: 7_660 + i * 100 })], i)));
       await new Promise((r) => setTimeout(r, 50));
@@ -41,7 +43,7 @@ describe("BalanceBadge", () => {
     // Visible text follows every tick; the announced text still holds the settled value.
     expect(screen.getByRole("status")).toHaveTextContent("11,840 tokens left");
     expect(live()).toBe("12,340 tokens left");
-    await waitFor(() => expect(live()).toBe("11,840 tokens left"));
+    await waitFor(() => expect(live()).toBe("11,840 tokens left"), { timeout: 3000 });
   });
 
   it.each([

@@ -13,8 +13,7 @@
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import pg from "pg";
-import { createMeter } from "../src/server/index.js";
-import { migrationFiles } from "../src/server/migrate.js";
+import { buildLedgerSchema } from "./buildLedgerSchema.js";
 import { startEmbeddedPostgres } from "../src/testing/startEmbeddedPostgres.js";
 
 const PAIRS = Number(process.env.PAIRS ?? 500);
@@ -24,19 +23,7 @@ const USERS = process.env.HOT_USER ? 1 : 10_000;
 const db = await startEmbeddedPostgres({ settings: { shared_buffers: "256MB" } });
 const admin = new pg.Pool({ connectionString: db.url, max: 2 });
 async function build(schema: string, maxId: number): Promise<pg.Client> {
-  const c = await admin.connect();
-  await c.query(`CREATE SCHEMA ${schema}; CREATE TABLE ${schema}.migrations (id int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
-  for (const f of await migrationFiles()) {
-    if (f.id > maxId) continue;
-    await c.query("BEGIN"); await c.query(`SET LOCAL search_path TO ${schema}, pg_catalog, pg_temp`); await c.query(f.sql);
-    await c.query(`INSERT INTO ${schema}.migrations (id, name) VALUES ($1, $2)`, [f.id, f.name]); await c.query("COMMIT");
-  }
-  c.release();
-  const m = createMeter({ database: db.url, schema, plans: { bench: { limits: { tokens: { quota: 1e15, period: "none" } } } }, sweepInterval: 0, poolSize: 1 });
-  await m.reservation("sync");
-  await admin.query(`INSERT INTO ${schema}.subscriptions (user_id, plan_id, started_at) SELECT 'u' || i, 'bench', now() FROM generate_series(0, ${USERS - 1}) i`);
-  for (let i = 0; i < 2000; i++) { const r = await m.reserve(`u${(i * 7919) % USERS}`, "tokens", 1000); if (r.allowed) await m.commit(r.reservationId, { actual: 400 }); }
-  await m.close();
+  await buildLedgerSchema(admin, db.url, schema, maxId, USERS);
   const client = new pg.Client({ connectionString: db.url, application_name: schema });
   await client.connect();
   await client.query(`SET search_path TO ${schema}, pg_catalog`);

@@ -6,7 +6,6 @@
  *
  *   CHROMIUM_PATH   Chromium to drive (default /usr/bin/chromium)
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -14,45 +13,12 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { chromiumLaunchOptions } from "../tools/chromium.js";
+import { startDemo, type DemoProcess } from "../tools/startDemo.js";
 import { startEmbeddedPostgres } from "../demo/embeddedPostgres.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const OUT = join(ROOT, "docs", "screenshots");
 const VIEWPORT = { width: 1200, height: 800 };
-
-interface DemoProcess {
-  url: string;
-  stop(): Promise<void>;
-}
-
-/** `demo/server.ts` on a free port against `databaseUrl`; resolves once it prints its URL. */
-async function startDemo(databaseUrl: string, env: Record<string, string>): Promise<DemoProcess> {
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "demo/server.ts"], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: "0", DATABASE_URL: databaseUrl, STRIPE_SECRET_KEY: "", STRIPE_WEBHOOK_SECRET: "", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    const onData = (chunk: Buffer) => {
-      out += chunk.toString();
-      const m = /ready in [\d.]+ s: (http:\/\/\S+)/.exec(out);
-      if (m) resolve(m[1]!);
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
-    child.once("exit", (code) => reject(new Error(`demo/server.ts exited (${code}):\n${out}`)));
-  });
-  return {
-    url,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
-      await exited;
-    },
-  };
-}
 
 async function sendPrompt(page: Page, prompt: string, limit: number) {
   await page.getByLabel("Reply limit").selectOption(String(limit));

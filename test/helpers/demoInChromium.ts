@@ -1,15 +1,12 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { chromiumLaunchOptions } from "../../tools/chromium.js";
+import { startDemo, type DemoProcess } from "../../tools/startDemo.js";
 import { freshDatabase } from "./db.js";
 
-/** The repository's root (where `demo/server.ts` runs from). */
-export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 /** Where the demo tests' screenshots go. */
-export const SHOTS = join(ROOT, "test-results", "demo");
+export const SHOTS = fileURLToPath(new URL("../../test-results/demo", import.meta.url));
 
 export interface DemoInChromium {
   url: string;
@@ -26,36 +23,18 @@ export interface DemoInChromium {
 export async function startDemoInChromium(quota: number): Promise<DemoInChromium> {
   const db = await freshDatabase();
   await mkdir(SHOTS, { recursive: true });
-  const server: ChildProcess = spawn(process.execPath, ["--import", "tsx", "demo/server.ts"], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: "0", DATABASE_URL: db.url, DEMO_QUOTA: String(quota), DEMO_WORD_MS: "10", STRIPE_SECRET_KEY: "", STRIPE_WEBHOOK_SECRET: "" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
   let browser: Browser | undefined;
+  let demo: DemoProcess | undefined;
   const close = async () => {
     await browser?.close();
-    if (server.exitCode === null) {
-      const exited = new Promise((r) => server.once("exit", r));
-      server.kill("SIGTERM");
-      await exited;
-    }
+    await demo?.stop();
     await db.drop();
   };
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = "";
-      const onData = (chunk: Buffer) => {
-        out += chunk.toString();
-        const m = /ready in [\d.]+ s: (http:\/\/\S+)/.exec(out);
-        if (m) resolve(m[1]!);
-      };
-      server.stdout!.on("data", onData);
-      server.stderr!.on("data", onData);
-      server.once("exit", (code) => reject(new Error(`demo/server.ts exited (${code}) before it was ready:\n${out}`)));
-    });
+    demo = await startDemo(db.url, { DEMO_QUOTA: String(quota), DEMO_WORD_MS: "10" });
     browser = await chromium.launch(chromiumLaunchOptions());
     const context = await browser.newContext({ locale: "en-US", viewport: { width: 1100, height: 800 }, colorScheme: "light" });
-    return { url, page: await context.newPage(), close };
+    return { url: demo.url, page: await context.newPage(), close };
   } catch (err) {
     await close();
     throw err;

@@ -32,7 +32,8 @@ afterAll(async () => {
 const balance = () => badgeBalance(page);
 
 async function shot(name: string, target: Page = page) {
-  await target.screenshot({ path: join(SHOTS, `${name}.png`) });
+  // Finished transitions: the picture shows the state the test just checked, not a bar mid-way.
+  await target.screenshot({ path: join(SHOTS, `${name}.png`), animations: "disabled" });
 }
 
 /** Waits until the locator's text contains `text`. */

@@ -16,7 +16,8 @@ export interface MeterClientOptions {
   fetch?: typeof fetch;
   /**
    * Extra attempts after a network failure, a timeout or a 502/503/504, each with the same
-   * `Idempotency-Key`, so a mutation that did reach the server is not applied twice. Default 2.
+   * `Idempotency-Key` (commit and release: the same reservation id), so a mutation that did
+   * reach the server is not applied twice. Default 2.
    */
   retries?: number;
   /** Time limit of one attempt, in ms. Default 10 000. */

@@ -153,6 +153,10 @@ describe("one charge per crossing", () => {
     await t.saveCard("lee");
     await t.meter.grant("lee", "tokens", 30_000, { idempotencyKey: "promo-lee" });
     await t.meter.autoTopUp.set("lee", DEEP);
+    // The grant's own observation runs in the background (after commit, off the hot path): let
+    // it finish now, above the threshold, or on a loaded machine it runs after the drop below
+    // and arms the top-up this test's transaction is to arm (CI saw it once).
+    await t.meter.autoTopUp.flush();
     // The drop, in a process without auto top-up: nobody has observed it yet.
     const quiet = t.another({ autoTopUp: undefined });
     const r = await quiet.reserve("lee", "llm.tokens", 13_000);

@@ -267,6 +267,83 @@ describe("the batched path", () => {
     expect(b.audit).toEqual([[], []]);
   });
 
+  test("plain reserves, commits and releases of many users run as set statements, not one function call each (0039)", async () => {
+    // One connection with function statistics on, so this test can count the PL/pgSQL calls.
+    const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+    pool.on("connect", (client) => void client.query("SET track_functions = 'pl'"));
+    const meter = createMeter({ database: pool, plans: PLANS, defaultPlan: "basic", sweepInterval: 0, batch: true });
+    closers.push(async () => {
+      await meter.close();
+      await pool.end();
+    });
+    const users = Array.from({ length: 8 }, (_, i) => `sets-${i}`);
+    // Each user's first call makes its balance row (a function call each, one after another).
+    for (const u of users) await meter.commit((await meter.reserve(u, "tokens", 1) as { reservationId: string }).reservationId);
+    const calls = async () => {
+      await pool.query("SELECT pg_stat_force_next_flush()");
+      const { rows } = await pool.query<{ funcname: string; calls: string }>(
+        "SELECT funcname, calls FROM pg_stat_user_functions WHERE schemaname = 'meterkit' AND funcname IN ('op_reserve', 'op_resolve', 'op_batch')",
+      );
+      return Object.fromEntries(rows.map((r) => [r.funcname, Number(r.calls)]));
+    };
+    const diff = (a: Record<string, number>, b: Record<string, number>) =>
+      Object.fromEntries(["op_batch", "op_reserve", "op_resolve"].map((f) => [f, (b[f] ?? 0) - (a[f] ?? 0)]));
+
+    const t0 = await calls();
+    // The first call leaves alone (idle meter); the other seven queue into one op_batch.
+    const held = await Promise.all(users.map((u, i) => meter.reserve(u, "tokens", 100 + i)));
+    const t1 = await calls();
+    expect(diff(t0, t1)).toEqual({ op_batch: 1, op_reserve: 1, op_resolve: 0 });
+    const ids = held.map((h) => (h as { reservationId: string }).reservationId);
+    const resolved = await Promise.all(ids.map((id, i) => (i % 3 === 2 ? meter.release(id) : meter.commit(id, { actual: i % 3 === 0 ? 50 : 150 }))));
+    const t2 = await calls();
+    expect(diff(t1, t2)).toEqual({ op_batch: 1, op_reserve: 0, op_resolve: 1 });
+    // What the set statements answered and wrote is what the functions do (the property tests
+    // compare every case; here, the arithmetic of one batch).
+    resolved.forEach((r, i) => {
+      expect(r).toMatchObject(i % 3 === 2
+        ? { status: "released", released: 100 + i }
+        : { status: "committed", held: 100 + i, committed: i % 3 === 0 ? 50 : 150, refunded: Math.max(100 + i - (i % 3 === 0 ? 50 : 150), 0), overage: Math.max((i % 3 === 0 ? 50 : 150) - 100 - i, 0) });
+    });
+    for (const [i, u] of users.entries()) {
+      const usage = await meter.usage(u);
+      expect(usage.counters.find((c) => c.key === "tokens")).toMatchObject({ used: 1 + (i % 3 === 2 ? 0 : i % 3 === 0 ? 50 : 150), held: 0 });
+      expect(await meter.audit(u)).toEqual([]);
+    }
+  });
+
+  test("an operation that raises in or after the set statements sends the batch round again one operation at a time: the bad one fails alone, the others answer once", async () => {
+    const { meter } = recordedMeter({ batch: true }, 1);
+    const users = Array.from({ length: 6 }, (_, i) => `sets-raise-${i}`);
+    for (const u of users) await meter.commit((await meter.reserve(u, "tokens", 1) as { reservationId: string }).reservationId);
+    // A subscription row no client could write (the API checks custom limits): its quota is
+    // not a number, so reading its context raises, in the set statement and in op_reserve alike.
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    await c.query(`UPDATE meterkit.subscriptions SET custom_limits = '{"tokens": {"quota": "lots"}}' WHERE user_id = $1`, [users[3]]);
+    await c.end();
+    // Round 1: user 3's reserve is plain, so the set statement itself raises. Round 2: it has
+    // an idempotency key, so it runs through op_reserve after the set statement wrote the
+    // others' holds, and raises there: the set statement's writes are rolled back with it and
+    // must be written again, once.
+    for (const round of [1, 2]) {
+      const answers = await Promise.all(users.map((u, i) => errorOf(meter.reserve(u, "tokens", 10, i === 3 && round === 2 ? { idempotencyKey: "raise" } : {}))));
+      expect(answers.map((a) => ("ok" in a ? "ok" : "code" in a ? a.code : a.thrown))).toEqual(["ok", "ok", "ok", "internal", "ok", "ok"]);
+      for (const [i, u] of users.entries()) {
+        if (i === 3) continue;
+        expect((await meter.usage(u)).counters.find((x) => x.key === "tokens")).toMatchObject({ used: 1, held: 10 * round });
+        expect(await meter.audit(u)).toEqual([]);
+      }
+      const d = new pg.Client({ connectionString: db.url });
+      await d.connect();
+      const { rows } = await d.query<{ user_id: string; n: string }>(
+        "SELECT user_id, count(*) AS n FROM meterkit.holds WHERE user_id LIKE 'sets-raise-%' AND status = 'open' GROUP BY 1 ORDER BY 1",
+      );
+      await d.end();
+      expect(rows).toEqual(users.filter((_, i) => i !== 3).map((u) => ({ user_id: u, n: String(round) })));
+    }
+  });
+
   test("concurrent batches touching the same users in different orders (multi-counter too) never deadlock", { timeout: 60_000 }, async () => {
     // Four batched meters (four processes) and one unbatched, on users they all meet for the
     // first time each round (the default plan's subscription is created on first contact).

@@ -1,0 +1,299 @@
+-- The batched path as set operations (issue 16, the TigerBeetle way). 0035 ran each operation
+-- of a batch through its own op_* function: a batch of 32 reserves ran 32 × 4 statements, and
+-- each statement's executor start-up, plan check and PL/pgSQL expressions cost more than the
+-- row work itself. Now the plain reserves, commits and releases of a batch run as a handful of
+-- statements over all of them: one read of their contexts, balances, grants and open holds, one
+-- INSERT of their holds, one of their entries, one UPDATE of their holds and balances.
+--
+-- Which operations take the set path ("plain"), and why the answers are the same:
+--   * the batch holds operations of more than one user. A batch of one user keeps 0035's
+--     statements, each of which names the user and reaches one partition or shard
+--     (test/server/partitionPruning.test.ts); a batch of many users reaches many by nature.
+--   * the operation needs exactly one lock, which no other operation of the batch needs: so no
+--     other operation of the batch reads or writes its (user, counter) — the balance row, its
+--     grants and open holds — and the order in which the batch runs it among the others cannot
+--     change any answer (the subscription read is per user, and only the default-plan insert of
+--     step 1, already done, writes it);
+--   * a reserve without an idempotency key; a commit or release of a single hold (a routed id,
+--     no parts), with `actual` or nothing (no token `usage`), on a hold without model prices;
+--   * on a limit group of kind 'quota' with a calendar period (or none), a subscription, a
+--     balance row for the period, no open hold of that counter past its expiry, and for a
+--     commit, a charge the allowance covers (or no grants to draw from, or an unlimited
+--     counter); for a reserve, a positive amount the check admits.
+-- Anything else — a denial (its retryAfter), an expiry to record, a missing balance row, grants
+-- to draw from, prices, keys, parts, anchors at the subscription's start — runs through its
+-- op_* function after the set statements, in arrival order, exactly as in 0035. The set
+-- statements compute each answer with the formulas of op_reserve and op_resolve (0030/0036),
+-- which the batched-vs-unbatched property test compares answer by answer. If a set statement
+-- raises (it should not: every case that could is left to the functions), the optimistic
+-- subtransaction rolls back and the batch runs one operation at a time, as 0035 does.
+-- Entries of the set path get their ids before those of the other operations of the batch;
+-- operations that arrived in one batch were concurrent, so no order between different
+-- counters is promised.
+-- Runs with search_path set to the meter's schema, like 0001.
+
+CREATE OR REPLACE FUNCTION op_batch(p_ops jsonb) RETURNS text
+LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+  n int := jsonb_array_length(p_ops);
+  now_ timestamptz := clock();
+  fns text[];
+  args jsonb[];
+  users text[] := '{}';
+  keys bigint[] := '{}';
+  opkey bigint[];
+  ks bigint[];
+  r jsonb;
+  i int;
+  dp text;
+  auto text[] := '{}';
+  served text[] := '{}';
+  results text[];
+  failed boolean := false;
+  many boolean;
+  resolves int[] := '{}';
+  found_j int[];
+  found_k bigint[];
+  plain_r int[];
+  plain_c int[];
+  done_i int[];
+  done_r text[];
+  st text;
+  msg text;
+  det text;
+  hin text;
+  con text;
+BEGIN
+  -- Unpacked once, in one statement: each operation's function and arguments, the users to
+  -- subscribe, the lock keys, and the key of each operation that needs exactly one (a reserve
+  -- or track; a resolve's comes with its hold below). lock_key() of 0001, inline.
+  SELECT array_agg(e ->> 'fn' ORDER BY o), array_agg(e -> 'args' ORDER BY o),
+         coalesce(array_agg(e -> 'args' ->> 0 ORDER BY o) FILTER (WHERE e ->> 'fn' IN ('op_reserve', 'op_track', 'op_reserve_multi')), '{}'),
+         array_agg(CASE WHEN e ->> 'fn' IN ('op_reserve', 'op_track')
+                        THEN ('x' || left(md5(current_schema() || chr(31) || (e -> 'args' ->> 0) || chr(31) || (e -> 'args' ->> 1)), 16))::bit(64)::bigint
+                   END ORDER BY o),
+         coalesce(array_agg(o::int ORDER BY o) FILTER (WHERE e ->> 'fn' IN ('op_resolve', 'op_resolve_multi')), '{}')
+    INTO fns, args, users, opkey, resolves
+  FROM jsonb_array_elements(p_ops) WITH ORDINALITY AS t(e, o);
+  keys := ARRAY(SELECT key FROM unnest(opkey) key WHERE key IS NOT NULL);
+  -- A multi-counter reservation locks each of its counters.
+  IF 'op_reserve_multi' = ANY (fns) THEN
+    keys := keys || ARRAY(SELECT ('x' || left(md5(current_schema() || chr(31) || (args[j] ->> 0) || chr(31) || (part ->> 'counter')), 16))::bit(64)::bigint
+                          FROM generate_series(1, n) j, jsonb_array_elements((args[j] ->> 1)::jsonb) part
+                          WHERE fns[j] = 'op_reserve_multi');
+  END IF;
+  -- Several users (a routed reservation id names its user)?
+  SELECT count(DISTINCT u) > 1 INTO many
+  FROM (SELECT unnest(users) AS u UNION ALL SELECT reservation_user(args[j] ->> 0) FROM unnest(resolves) j) x;
+  IF many THEN
+    -- One read for the keys of every hold found by its routed id (as hold_lock_keys finds it
+    -- first); the rest (parts, groups, ids without a user, unknown ids) as 0035 reads them.
+    SELECT coalesce(array_agg(j), '{}'), coalesce(array_agg(key), '{}') INTO found_j, found_k
+    FROM unnest(resolves) j
+    CROSS JOIN LATERAL (SELECT ('x' || left(md5(current_schema() || chr(31) || h.user_id || chr(31) || h.counter_key), 16))::bit(64)::bigint AS key
+                        FROM holds h WHERE h.id = args[j] ->> 0 AND h.user_id = reservation_user(args[j] ->> 0) LIMIT 1) f;
+    keys := keys || found_k;
+    FOR i IN 1 .. cardinality(found_j) LOOP
+      IF fns[found_j[i]] = 'op_resolve' THEN
+        opkey[found_j[i]] := found_k[i];
+      END IF;
+    END LOOP;
+    resolves := ARRAY(SELECT j FROM unnest(resolves) j WHERE NOT j = ANY (found_j));
+  END IF;
+  FOREACH i IN ARRAY resolves LOOP
+    ks := ARRAY(SELECT hold_lock_keys(args[i] ->> 0));
+    keys := keys || ks;
+    IF fns[i] = 'op_resolve' AND cardinality(ks) = 1 THEN
+      opkey[i] := ks[1];
+    END IF;
+  END LOOP;
+
+  -- 1. (as 0035)
+  IF users <> '{}' THEN
+    SELECT value INTO dp FROM settings WHERE key = 'default_plan';
+    IF dp IS NOT NULL THEN
+      WITH ins AS (
+        INSERT INTO subscriptions (user_id, plan_id, started_at)
+        SELECT u, dp, clock() FROM (SELECT DISTINCT u FROM unnest(users) u) x ORDER BY u
+        ON CONFLICT (user_id) DO NOTHING
+        RETURNING user_id
+      )
+      SELECT coalesce(array_agg(user_id), '{}') INTO auto FROM ins;
+    END IF;
+  END IF;
+
+  -- 2. (as 0035) Every lock, in ascending key order, in one statement.
+  PERFORM set_config('lock_timeout', coalesce(current_setting('meterkit.lock_timeout', true), '5s'), true);
+  PERFORM pg_advisory_xact_lock(key) FROM (SELECT DISTINCT key FROM unnest(keys) key ORDER BY key) s;
+
+  -- Which operations take the set path (see the top of this file).
+  IF many THEN
+    SELECT coalesce(array_agg(j ORDER BY j) FILTER (WHERE fns[j] = 'op_reserve' AND args[j] ->> 5 IS NULL), '{}'),
+           coalesce(array_agg(j ORDER BY j) FILTER (WHERE fns[j] = 'op_resolve' AND args[j] ->> 3 IS NULL
+                                                    AND reservation_user(args[j] ->> 0) IS NOT NULL), '{}')
+      INTO plain_r, plain_c
+    FROM generate_series(1, n) j
+    WHERE opkey[j] IN (SELECT key FROM unnest(keys) key GROUP BY key HAVING count(*) = 1);
+  END IF;
+
+  -- 3. Optimistic: one subtransaction for the whole batch; the plain operations first, as sets.
+  BEGIN
+    IF cardinality(plain_r) > 0 THEN
+      WITH x AS MATERIALIZED (
+        SELECT j, args[j] ->> 0 AS u, args[j] ->> 1 AS ck, args[j] ->> 2 AS mk, (args[j] ->> 3)::bigint AS amt,
+               now_ + (args[j] ->> 4)::bigint * interval '1 millisecond' AS exp, args[j] ->> 7 AS hid,
+               args[j] ->> 8 AS model, (args[j] ->> 9)::jsonb AS tp, (args[j] ->> 10)::jsonb AS md
+        FROM unnest(plain_r) j
+      ), s AS MATERIALIZED (
+        -- Per operation, each read a lookup by its key (LATERAL ... LIMIT 1 keeps the plan
+        -- driven by the operations whatever the tables' statistics say): the context, as
+        -- op_reserve's step 1; then step 3's read, available(c, exp) with no hold past its expiry.
+        SELECT x.*, c.quota, o.held,
+               CASE WHEN c.quota IS NULL THEN NULL
+                    ELSE greatest(0, c.quota - (b.used - b.used_from_grants))
+                         + (SELECT coalesce(sum(g.remaining), 0) FROM grants g
+                            WHERE g.user_id = x.u AND g.counter_key = x.ck AND (g.expires_at IS NULL OR g.expires_at > x.exp))
+                         - o.held END AS avail
+        FROM x
+        CROSS JOIN LATERAL (
+          SELECT CASE WHEN sub.custom_limits -> x.ck ? 'quota' THEN (sub.custom_limits -> x.ck ->> 'quota')::bigint ELSE lg.quota END AS quota,
+                 CASE WHEN lg.period = 'none' THEN '-infinity'::timestamptz
+                      ELSE date_trunc(lg.period, now_ AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' END AS ps
+          FROM subscriptions sub JOIN limit_groups lg ON lg.plan_id = sub.plan_id AND lg.key = x.ck
+          WHERE sub.user_id = x.u AND lg.kind = 'quota' AND (lg.period = 'none' OR lg.anchor = 'calendar')
+          LIMIT 1) c
+        CROSS JOIN LATERAL (
+          SELECT b.used, b.used_from_grants FROM balances b
+          WHERE b.user_id = x.u AND b.counter_key = x.ck AND b.period_start = c.ps LIMIT 1) b
+        CROSS JOIN LATERAL (
+          SELECT coalesce(sum(h.amount), 0) AS held, coalesce(bool_or(h.expires_at <= now_), false) AS stale
+          FROM holds h WHERE h.user_id = x.u AND h.counter_key = x.ck AND h.status = 'open') o
+        WHERE x.amt > 0 AND NOT o.stale
+      ), ok AS (
+        SELECT s.*, jsonb_build_object('allowed', true, 'reservationId', s.hid, 'remaining', s.avail - s.amt,
+                      'expiresAt', to_char(s.exp AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                      'amount', s.amt, 'counter', s.ck) AS res
+        FROM s
+        WHERE s.avail >= s.amt OR s.quota IS NULL AND s.held + s.amt <= 9007199254740991
+      ), ih AS (
+        INSERT INTO holds (id, user_id, counter_key, meter_key, amount, status, expires_at, model, token_prices, metadata)
+        SELECT hid, u, ck, mk, amt, 'open', exp, model, tp, md FROM ok ORDER BY j
+      ), ie AS (
+        INSERT INTO entries (user_id, counter_key, kind, amount, hold_id, meter_key, model, metadata)
+        SELECT u, ck, 'reserve', amt, hid, mk, model, md FROM ok ORDER BY j
+      )
+      SELECT coalesce(array_agg(j), '{}'), coalesce(array_agg(res::text), '{}') INTO done_i, done_r FROM ok;
+      FOR i IN 1 .. cardinality(done_i) LOOP
+        results[done_i[i]] := '{"ok":' || done_r[i] || '}';
+      END LOOP;
+    END IF;
+    IF cardinality(plain_c) > 0 THEN
+      WITH x AS MATERIALIZED (
+        SELECT j, args[j] ->> 0 AS hid, (args[j] ->> 1)::boolean AS rel, (args[j] ->> 2)::bigint AS actual,
+               reservation_user(args[j] ->> 0) AS u
+        FROM unnest(plain_c) j
+      ), s AS MATERIALIZED (
+        -- Per operation, each read a lookup by its key (as for reserves): the hold, its context
+        -- (op_resolve's step 1), then step 3's read, available(c) with no hold past its expiry.
+        SELECT x.j, x.rel, x.actual, h.id, x.u, h.ck, h.mk, h.amount, h.model, c.quota, c.ps, h.charge,
+               b.used, b.used_from_grants AS ufg, o.held,
+               (SELECT coalesce(sum(g.remaining), 0) FROM grants g
+                WHERE g.user_id = x.u AND g.counter_key = h.ck AND (g.expires_at IS NULL OR g.expires_at > now_)) AS gl
+        FROM x
+        CROSS JOIN LATERAL (
+          SELECT hh.id, hh.counter_key AS ck, hh.meter_key AS mk, hh.amount, hh.model,
+                 CASE WHEN x.rel THEN 0 WHEN x.actual IS NULL THEN hh.amount ELSE x.actual END AS charge
+          FROM holds hh
+          WHERE hh.id = x.hid AND hh.user_id = x.u
+            AND hh.status = 'open' AND hh.group_id IS NULL AND hh.expires_at > now_ AND hh.token_prices IS NULL
+          LIMIT 1) h
+        CROSS JOIN LATERAL (
+          SELECT CASE WHEN sub.custom_limits -> h.ck ? 'quota' THEN (sub.custom_limits -> h.ck ->> 'quota')::bigint ELSE lg.quota END AS quota,
+                 CASE WHEN lg.period = 'none' THEN '-infinity'::timestamptz
+                      ELSE date_trunc(lg.period, now_ AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' END AS ps
+          FROM subscriptions sub JOIN limit_groups lg ON lg.plan_id = sub.plan_id AND lg.key = h.ck
+          WHERE sub.user_id = x.u AND lg.kind = 'quota' AND (lg.period = 'none' OR lg.anchor = 'calendar')
+          LIMIT 1) c
+        CROSS JOIN LATERAL (
+          SELECT b.used, b.used_from_grants FROM balances b
+          WHERE b.user_id = x.u AND b.counter_key = h.ck AND b.period_start = c.ps LIMIT 1) b
+        CROSS JOIN LATERAL (
+          SELECT coalesce(sum(hs.amount), 0) AS held, coalesce(bool_or(hs.expires_at <= now_), false) AS stale
+          FROM holds hs WHERE hs.user_id = x.u AND hs.counter_key = h.ck AND hs.status = 'open') o
+        WHERE NOT o.stale AND h.charge >= 0
+      ), ok AS (
+        -- The allowance covers the charge (or nothing to draw from): one UPDATE, no draw().
+        SELECT s.*,
+               CASE WHEN s.quota IS NULL THEN NULL
+                    ELSE greatest(greatest(0, s.quota - (s.used + s.charge - s.ufg)) + s.gl - s.held + s.amount, 0) END AS remaining
+        FROM s
+        WHERE s.used::numeric + s.charge <= 9007199254740991
+          AND (s.charge = 0 OR s.quota IS NULL OR s.charge <= greatest(0, s.quota - (s.used - s.ufg)) OR s.gl = 0)
+      ), r AS (
+        SELECT ok.*,
+               CASE WHEN ok.rel
+                    THEN jsonb_build_object('reservationId', ok.id, 'userId', ok.u, 'status', 'released', 'released', ok.amount,
+                                            'remaining', ok.remaining)
+                    ELSE jsonb_build_object('reservationId', ok.id, 'userId', ok.u, 'status', 'committed', 'held', ok.amount,
+                                            'committed', ok.charge, 'refunded', greatest(ok.amount - ok.charge, 0),
+                                            'overage', greatest(ok.charge - ok.amount, 0), 'remaining', ok.remaining) END AS res
+        FROM ok
+      ), uh AS (
+        UPDATE holds SET status = CASE WHEN r.rel THEN 'released' ELSE 'committed' END, resolved_at = now_,
+          request = CASE WHEN r.rel THEN holds.request ELSE jsonb_build_object('actual', r.actual, 'usage', NULL::jsonb) END,
+          result = r.res
+        FROM r WHERE holds.id = r.id AND holds.user_id = r.u
+      ), ub AS (
+        UPDATE balances SET used = balances.used + r.charge
+        FROM r WHERE r.charge > 0 AND balances.user_id = r.u AND balances.counter_key = r.ck AND balances.period_start = r.ps
+      ), ic AS (
+        INSERT INTO entries (user_id, counter_key, kind, amount, period_start, from_grants, hold_id, meter_key, model, metadata)
+        SELECT u, ck, 'commit', charge, ps, '[]'::jsonb, id, mk, model,
+               jsonb_build_object('held', amount, 'refunded', greatest(amount - charge, 0), 'overage', greatest(charge - amount, 0))
+        FROM r WHERE NOT rel ORDER BY j
+      ), ir AS (
+        INSERT INTO entries (user_id, counter_key, kind, amount, hold_id, meter_key, model)
+        SELECT u, ck, 'release', amount, id, mk, model FROM r WHERE rel ORDER BY j
+      )
+      SELECT coalesce(array_agg(j), '{}'), coalesce(array_agg(res::text), '{}') INTO done_i, done_r FROM r;
+      FOR i IN 1 .. cardinality(done_i) LOOP
+        results[done_i[i]] := '{"ok":' || done_r[i] || '}';
+      END LOOP;
+    END IF;
+    -- The others, in arrival order, through their functions (0035).
+    FOR i IN 1 .. n LOOP
+      CONTINUE WHEN results[i] IS NOT NULL;
+      results[i] := '{"ok":' || coalesce(batch_call(fns[i], args[i])::text, 'null') || '}';
+    END LOOP;
+  EXCEPTION WHEN OTHERS THEN
+    failed := true;
+  END;
+  IF NOT failed THEN
+    RETURN '[' || array_to_string(results, ',') || ']';
+  END IF;
+
+  -- One of them raised: again, each operation in its own subtransaction (as 0031). The rolled
+  -- back subtransaction undid the set path's writes, not its answers: forget them.
+  results := '{}';
+  FOR i IN 1 .. n LOOP
+    BEGIN
+      r := batch_call(fns[i], args[i]);
+      results[i] := '{"ok":' || coalesce(r::text, 'null') || '}';
+      IF fns[i] IN ('op_reserve', 'op_reserve_multi', 'op_track') THEN
+        served := served || (args[i] ->> 0);
+      END IF;
+    EXCEPTION WHEN OTHERS THEN
+      GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hin = PG_EXCEPTION_HINT,
+        con = CONSTRAINT_NAME;
+      -- The constraint too, as a driver error carries it: a unique violation of the idempotency
+      -- key (two batches, one key, two counters) answers `conflict` as it does unbatched.
+      results[i] := jsonb_build_object('error', jsonb_build_object('code', st, 'message', msg,
+        'detail', nullif(det, ''), 'hint', nullif(hin, ''), 'constraint', nullif(con, '')))::text;
+    END;
+  END LOOP;
+  IF auto <> '{}' THEN
+    DELETE FROM subscriptions WHERE user_id = ANY (auto) AND NOT user_id = ANY (served);
+  END IF;
+  RETURN '[' || array_to_string(results, ',') || ']';
+END $$;

@@ -119,6 +119,48 @@ describe("the batched path", () => {
     for (let w = 0; w < 12; w++) expect(await meter.audit(`cohort-${w}`)).toEqual([]);
   });
 
+  test("a second batch goes in flight beside the first only when both carry a quarter of maxSize or more", { timeout: 60_000 }, async () => {
+    const { meter } = recordedMeter({ batch: { concurrency: 2, maxSize: 32 } }, 6);
+    const pool = internalsOf(meter).pool;
+    let inFlight = 0;
+    let most = 0;
+    const sizes: number[] = [];
+    pool.on("connect", (client) => {
+      const c = client as unknown as { query: (...args: unknown[]) => Promise<unknown> };
+      const original = c.query.bind(client);
+      c.query = (...args: unknown[]) => {
+        const text = String((args[0] as { text?: unknown }).text ?? args[0]);
+        if (!text.includes(".op_batch(")) return original(...args);
+        const values = (args[0] as { values?: unknown[] }).values ?? (args[1] as unknown[]);
+        sizes.push((JSON.parse(String(values[0])) as unknown[]).length);
+        most = Math.max(most, ++inFlight);
+        return original(...args).finally(() => inFlight--);
+      };
+    });
+    const load = async (callers: number) => {
+      most = 0;
+      sizes.length = 0;
+      await Promise.all(
+        Array.from({ length: callers }, async (_, w) => {
+          for (let i = 0; i < 6; i++) {
+            const r = await meter.reserve(`share-${callers}-${w}`, "tokens", 10);
+            if (!r.allowed) throw new Error("reserve denied");
+            await meter.commit(r.reservationId, { actual: 5 });
+          }
+        }),
+      );
+      return { most, sizes: [...sizes] };
+    };
+    // 6 callers: two batches of 3 would each pay a commit; they ride one batch, one at a time.
+    const few = await load(6);
+    expect(few.most).toBe(1);
+    expect(Math.max(...few.sizes)).toBe(6);
+    // 24 callers: two batches of about 12 (≥ 8 = 32 / 4) go in flight side by side.
+    const many = await load(24);
+    expect(many.most).toBe(2);
+    for (const w of [6, 24]) for (let i = 0; i < w; i++) expect(await meter.audit(`share-${w}-${i}`)).toEqual([]);
+  });
+
   test("several batches in flight on one hot user serialise on its lock: no deadlock, every answer and the balance right, audit clean", { timeout: 60_000 }, async () => {
     const { meter, sent } = recordedMeter({ batch: { concurrency: 3, maxSize: 8 } }, 6);
     const pool = internalsOf(meter).pool;

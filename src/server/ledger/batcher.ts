@@ -7,11 +7,14 @@ export interface BatchOptions {
   /** Most operations in one SQL call. Default 64. */
   maxSize?: number;
   /**
-   * Batches in flight at once (each on its own pooled connection). A call on an idle meter goes
-   * out at once; calls that arrive meanwhile leave together when a slot is free, each batch
-   * taking its share of what is queued and in flight. Default 1: on the 2-core machine of
-   * docs/benchmarks.md, 2 gained only with 64 callers over many users and lost with 8 callers
-   * and on one hot user.
+   * Most batches in flight at once (each on its own pooled connection). A call on an idle meter
+   * goes out at once; calls that arrive meanwhile leave together when a slot is free, each batch
+   * taking its share of what is queued and in flight. A further batch goes in flight beside
+   * others only while each would carry at least a quarter of `maxSize` operations (16 by
+   * default): a smaller one pays a round trip and a commit of its own for little. Default 1: on
+   * the 2-core machine of docs/benchmarks.md, where Node and Postgres share the cores, 2 gained
+   * with 32–64 callers over many users on a quiet machine, nothing when the cores were busy, and
+   * lost on one hot user.
    */
   concurrency?: number;
 }
@@ -62,7 +65,8 @@ export function resolveBatchOptions(value: boolean | BatchOptions | undefined): 
  * reserve's caller commits), so they all ride the next batch instead of the first of them
  * leaving alone ahead of the rest. With `concurrency` above 1 the queue is shared out so the
  * batches in flight stay about the same size (a batch leaving takes at most its share of
- * what is queued and in flight), rather than a batch of one next to a batch of everyone else.
+ * what is queued and in flight), rather than a batch of one next to a batch of everyone else,
+ * and only as many go in flight as keep each at a quarter of `maxSize` or more.
  */
 export function createBatcher(pool: pg.Pool, schema: string, options: Required<BatchOptions>): Batcher {
   const queue: Pending[] = [];
@@ -72,10 +76,19 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
   let scheduled = false;
   const batchText = `SELECT ${schema}.op_batch($1::jsonb) AS r`;
 
+  /** Fewest operations each batch must carry for another one to go in flight beside it. */
+  const minShare = Math.ceil(options.maxSize / 4);
+
   const pump = () => {
     scheduled = false;
-    while (inFlight < options.concurrency && queue.length > 0) {
-      const share = Math.ceil((queue.length + opsInFlight) / options.concurrency);
+    for (;;) {
+      // As many batches in flight as `concurrency` allows, but only as many as keep each at
+      // minShare operations or more: a small batch beside another pays a round trip and a commit
+      // of its own for little (8 callers over 2 batches ran 25 % slower than over 1).
+      const total = queue.length + opsInFlight;
+      const slots = Math.max(1, Math.min(options.concurrency, Math.floor(total / minShare)));
+      if (inFlight >= slots || queue.length === 0) break;
+      const share = Math.ceil(total / slots);
       const batch = queue.splice(0, Math.min(options.maxSize, Math.max(1, share)));
       inFlight++;
       opsInFlight += batch.length;

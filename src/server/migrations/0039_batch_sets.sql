@@ -32,6 +32,37 @@
 -- counters is promised.
 -- Runs with search_path set to the meter's schema, like 0001.
 
+-- What the check of one (user, counter) reads under its lock at `p_now`, for the set
+-- statements of op_batch: the quota and period start of its limit group when that group is a
+-- quota on a calendar period (or none) — no row otherwise, and the operation is not plain —,
+-- the period's balance row (no row without one), the open holds (held, and whether any ran
+-- out: `stale`), and the grants valid after `p_grants_after` (a reserve: its hold's expiry; a
+-- commit: now). op_reserve's and op_resolve's steps 1 and 3, for one counter. Each read is a
+-- lookup by key (LATERAL … LIMIT 1), so a plan made when the tables were empty still reads
+-- them by key. A plain SQL function without settings, so the planner inlines it into the
+-- statement that calls it (op_batch, whose search_path it then uses).
+CREATE FUNCTION batch_counter_state(p_user text, p_counter text, p_now timestamptz, p_grants_after timestamptz)
+RETURNS TABLE (quota bigint, period_start timestamptz, used bigint, used_from_grants bigint, held numeric,
+               stale boolean, grants_left numeric)
+LANGUAGE sql STABLE AS $$
+  SELECT c.quota, c.ps, b.used, b.used_from_grants, o.held, o.stale,
+         (SELECT coalesce(sum(g.remaining), 0) FROM grants g
+          WHERE g.user_id = p_user AND g.counter_key = p_counter AND (g.expires_at IS NULL OR g.expires_at > p_grants_after))
+  FROM (
+    SELECT CASE WHEN sub.custom_limits -> p_counter ? 'quota' THEN (sub.custom_limits -> p_counter ->> 'quota')::bigint ELSE lg.quota END AS quota,
+           CASE WHEN lg.period = 'none' THEN '-infinity'::timestamptz
+                ELSE date_trunc(lg.period, p_now AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' END AS ps
+    FROM subscriptions sub JOIN limit_groups lg ON lg.plan_id = sub.plan_id AND lg.key = p_counter
+    WHERE sub.user_id = p_user AND lg.kind = 'quota' AND (lg.period = 'none' OR lg.anchor = 'calendar')
+    LIMIT 1) c
+  CROSS JOIN LATERAL (
+    SELECT b.used, b.used_from_grants FROM balances b
+    WHERE b.user_id = p_user AND b.counter_key = p_counter AND b.period_start = c.ps LIMIT 1) b
+  CROSS JOIN LATERAL (
+    SELECT coalesce(sum(h.amount), 0) AS held, coalesce(bool_or(h.expires_at <= p_now), false) AS stale
+    FROM holds h WHERE h.user_id = p_user AND h.counter_key = p_counter AND h.status = 'open') o
+$$;
+
 -- Plans. Every statement of a batch finds its rows by key, per operation: index lookups in a
 -- nested loop driven by the batch's operations. Two settings make sure the planner sees it so:
 --   * generic plans always, so the set statements are planned once per connection, not per
@@ -163,30 +194,13 @@ BEGIN
                args[j] ->> 8 AS model, (args[j] ->> 9)::jsonb AS tp, (args[j] ->> 10)::jsonb AS md
         FROM unnest(plain_r) j
       ), s AS MATERIALIZED (
-        -- Per operation, each read a lookup by its key (LATERAL ... LIMIT 1 keeps the plan
-        -- driven by the operations whatever the tables' statistics say): the context, as
-        -- op_reserve's step 1; then step 3's read, available(c, exp) with no hold past its expiry.
-        SELECT x.*, c.quota, o.held,
-               CASE WHEN c.quota IS NULL THEN NULL
-                    ELSE greatest(0, c.quota - (b.used - b.used_from_grants))
-                         + (SELECT coalesce(sum(g.remaining), 0) FROM grants g
-                            WHERE g.user_id = x.u AND g.counter_key = x.ck AND (g.expires_at IS NULL OR g.expires_at > x.exp))
-                         - o.held END AS avail
+        -- Per operation: op_reserve's steps 1 and 3, available(c, exp) with no hold past its expiry.
+        SELECT x.*, st.quota, st.held,
+               CASE WHEN st.quota IS NULL THEN NULL
+                    ELSE greatest(0, st.quota - (st.used - st.used_from_grants)) + st.grants_left - st.held END AS avail
         FROM x
-        CROSS JOIN LATERAL (
-          SELECT CASE WHEN sub.custom_limits -> x.ck ? 'quota' THEN (sub.custom_limits -> x.ck ->> 'quota')::bigint ELSE lg.quota END AS quota,
-                 CASE WHEN lg.period = 'none' THEN '-infinity'::timestamptz
-                      ELSE date_trunc(lg.period, now_ AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' END AS ps
-          FROM subscriptions sub JOIN limit_groups lg ON lg.plan_id = sub.plan_id AND lg.key = x.ck
-          WHERE sub.user_id = x.u AND lg.kind = 'quota' AND (lg.period = 'none' OR lg.anchor = 'calendar')
-          LIMIT 1) c
-        CROSS JOIN LATERAL (
-          SELECT b.used, b.used_from_grants FROM balances b
-          WHERE b.user_id = x.u AND b.counter_key = x.ck AND b.period_start = c.ps LIMIT 1) b
-        CROSS JOIN LATERAL (
-          SELECT coalesce(sum(h.amount), 0) AS held, coalesce(bool_or(h.expires_at <= now_), false) AS stale
-          FROM holds h WHERE h.user_id = x.u AND h.counter_key = x.ck AND h.status = 'open') o
-        WHERE x.amt > 0 AND NOT o.stale
+        CROSS JOIN LATERAL batch_counter_state(x.u, x.ck, now_, x.exp) st
+        WHERE x.amt > 0 AND NOT st.stale
       ), ok AS (
         SELECT s.*, jsonb_build_object('allowed', true, 'reservationId', s.hid, 'remaining', s.avail - s.amt,
                       'expiresAt', to_char(s.exp AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
@@ -211,12 +225,10 @@ BEGIN
                reservation_user(args[j] ->> 0) AS u
         FROM unnest(plain_c) j
       ), s AS MATERIALIZED (
-        -- Per operation, each read a lookup by its key (as for reserves): the hold, its context
-        -- (op_resolve's step 1), then step 3's read, available(c) with no hold past its expiry.
-        SELECT x.j, x.rel, x.actual, h.id, x.u, h.ck, h.mk, h.amount, h.model, c.quota, c.ps, h.charge,
-               b.used, b.used_from_grants AS ufg, o.held,
-               (SELECT coalesce(sum(g.remaining), 0) FROM grants g
-                WHERE g.user_id = x.u AND g.counter_key = h.ck AND (g.expires_at IS NULL OR g.expires_at > now_)) AS gl
+        -- Per operation: the hold, then op_resolve's steps 1 and 3, available(c) with no hold past
+        -- its expiry.
+        SELECT x.j, x.rel, x.actual, h.id, x.u, h.ck, h.mk, h.amount, h.model, st.quota, st.period_start AS ps, h.charge,
+               st.used, st.used_from_grants AS ufg, st.held, st.grants_left AS gl
         FROM x
         CROSS JOIN LATERAL (
           -- By its key alone (the other conditions outside: inside, they matched holds_open's
@@ -227,21 +239,9 @@ BEGIN
           FROM holds hh
           WHERE hh.id = x.hid AND hh.user_id = x.u
           LIMIT 1) h
-        CROSS JOIN LATERAL (
-          SELECT CASE WHEN sub.custom_limits -> h.ck ? 'quota' THEN (sub.custom_limits -> h.ck ->> 'quota')::bigint ELSE lg.quota END AS quota,
-                 CASE WHEN lg.period = 'none' THEN '-infinity'::timestamptz
-                      ELSE date_trunc(lg.period, now_ AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' END AS ps
-          FROM subscriptions sub JOIN limit_groups lg ON lg.plan_id = sub.plan_id AND lg.key = h.ck
-          WHERE sub.user_id = x.u AND lg.kind = 'quota' AND (lg.period = 'none' OR lg.anchor = 'calendar')
-          LIMIT 1) c
-        CROSS JOIN LATERAL (
-          SELECT b.used, b.used_from_grants FROM balances b
-          WHERE b.user_id = x.u AND b.counter_key = h.ck AND b.period_start = c.ps LIMIT 1) b
-        CROSS JOIN LATERAL (
-          SELECT coalesce(sum(hs.amount), 0) AS held, coalesce(bool_or(hs.expires_at <= now_), false) AS stale
-          FROM holds hs WHERE hs.user_id = x.u AND hs.counter_key = h.ck AND hs.status = 'open') o
+        CROSS JOIN LATERAL batch_counter_state(x.u, h.ck, now_, now_) st
         WHERE h.status = 'open' AND h.group_id IS NULL AND h.expires_at > now_ AND h.token_prices IS NULL
-          AND NOT o.stale AND h.charge >= 0
+          AND NOT st.stale AND h.charge >= 0
       ), ok AS (
         -- The allowance covers the charge (or nothing to draw from): one UPDATE, no draw().
         SELECT s.*,

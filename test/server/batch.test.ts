@@ -137,12 +137,14 @@ describe("the batched path", () => {
         return original(...args).finally(() => inFlight--);
       };
     });
+    // Two connections open before the first batch (opening one mid-run would delay the second batch).
+    await Promise.all([pool.query("SELECT pg_sleep(0.05)"), pool.query("SELECT pg_sleep(0.05)")]);
     const load = async (callers: number) => {
       most = 0;
       sizes.length = 0;
       await Promise.all(
         Array.from({ length: callers }, async (_, w) => {
-          for (let i = 0; i < 6; i++) {
+          for (let i = 0; i < 10; i++) {
             const r = await meter.reserve(`share-${callers}-${w}`, "tokens", 10);
             if (!r.allowed) throw new Error("reserve denied");
             await meter.commit(r.reservationId, { actual: 5 });
@@ -155,10 +157,10 @@ describe("the batched path", () => {
     const few = await load(6);
     expect(few.most).toBe(1);
     expect(Math.max(...few.sizes)).toBe(6);
-    // 24 callers: two batches of about 12 (≥ 8 = 32 / 4) go in flight side by side.
-    const many = await load(24);
+    // 32 callers: two batches of about 16 (≥ 8 = 32 / 4) go in flight side by side.
+    const many = await load(32);
     expect(many.most).toBe(2);
-    for (const w of [6, 24]) for (let i = 0; i < w; i++) expect(await meter.audit(`share-${w}-${i}`)).toEqual([]);
+    for (const w of [6, 32]) for (let i = 0; i < w; i++) expect(await meter.audit(`share-${w}-${i}`)).toEqual([]);
   });
 
   test("several batches in flight on one hot user serialise on its lock: no deadlock, every answer and the balance right, audit clean", { timeout: 60_000 }, async () => {

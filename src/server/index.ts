@@ -11,7 +11,7 @@ export { MeterError, LimitReachedError, ERROR_CODES } from "../core/errors.js";
 export type { ErrorCode } from "../core/errors.js";
 export type { BillingHooks } from "./billing.js";
 export { createMeterHandler, meterErrorResponse, toNodeHandler, toWebRequest, sendWebResponse, MAX_BROWSER_TOKEN_TTL } from "./http/index.js";
-export type { MeterHandler, MeterHandlerOptions, Identity, CorsOptions, BrowserTokenOptions } from "./http/index.js";
+export type { MeterHandler, MeterHandlerOptions, Identity, CorsOptions, BrowserTokenOptions, ToWebRequestOptions } from "./http/index.js";
 export type { LiveOptions } from "./live/liveHub.js";
 export { linkStripeCustomer, stripeCustomerOf } from "./stripe/index.js";
 export type {

@@ -55,7 +55,10 @@ export interface MeterHandlerOptions<Context = undefined> {
 export type MeterHandler<Context = undefined> = (request: Request, context?: Context) => Promise<Response>;
 
 /** What a meter handler does, on any `Incoming`: the Web handler and the Node adapters' fast path both call it. */
-export type MeterHandlerCore<Context = undefined> = (incoming: Incoming, context?: Context) => Promise<Reply>;
+export type MeterHandlerCore<Context = undefined> = ((incoming: Incoming, context?: Context) => Promise<Reply>) & {
+  /** The handler's `maxBodyBytes`: the Node adapters buffer a body up to it (past their default 1 MiB). */
+  readonly maxBodyBytes: number;
+};
 
 /** The core of each handler `createMeterHandler` made. */
 const CORES = new WeakMap<MeterHandler<never>, MeterHandlerCore<never>>();
@@ -212,7 +215,10 @@ export function createMeterHandler<Context = undefined>(meter: Meter, options: M
     }
   };
   // HEAD answers like GET — the same status and headers, errors included — without a body.
-  const core: MeterHandlerCore<Context> = async (incoming, context) => (incoming.method === "HEAD" ? withoutBody(await answer(incoming, context)) : answer(incoming, context));
+  const core: MeterHandlerCore<Context> = Object.assign(
+    async (incoming: Incoming, context?: Context) => (incoming.method === "HEAD" ? withoutBody(await answer(incoming, context)) : answer(incoming, context)),
+    { maxBodyBytes },
+  );
   const handler: MeterHandler<Context> = async (request, context) => toResponse(await core(webIncoming(request), context));
   CORES.set(handler as MeterHandler<never>, core as MeterHandlerCore<never>);
   return handler;

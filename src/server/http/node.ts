@@ -6,8 +6,16 @@ import { meterHandlerCore, type MeterHandler } from "./createMeterHandler.js";
 import type { Incoming } from "./incoming.js";
 import { bufferedText, errorJson, type Reply } from "./respond.js";
 
-/** Most a Node request body is buffered before the handler sees it: over this, it is 413 whatever the route. */
+/**
+ * Most a Node request body is buffered before the handler sees it, unless the handler's own
+ * `maxBodyBytes` is larger (then that): past it, the handler answers 413 without more being read.
+ */
 const NODE_BODY_CAP = 1_048_576;
+
+/** What the adapters buffer for a handler whose limit is `maxBodyBytes` (unknown: the default cap). */
+function bodyCap(maxBodyBytes: number | undefined): number {
+  return Math.max(NODE_BODY_CAP, maxBodyBytes ?? 0);
+}
 
 /**
  * What the Node adapters read from an `IncomingMessage` before any handler runs: the URL, the
@@ -32,7 +40,7 @@ interface NodeParts {
  * is used as it is; otherwise it is read here (Node streams are much cheaper than Web streams),
  * stopping one byte past the cap so the handler's own limit answers 413 without buffering more.
  */
-async function readParts(req: IncomingMessage, res: ServerResponse, url: string): Promise<NodeParts> {
+async function readParts(req: IncomingMessage, res: ServerResponse, url: string, cap: number): Promise<NodeParts> {
   const method = req.method ?? "GET";
   let gone: AbortSignal | null = null;
   let bytes: Uint8Array<ArrayBuffer> | undefined;
@@ -51,11 +59,11 @@ async function readParts(req: IncomingMessage, res: ServerResponse, url: string)
       // what the browser sent, whatever parser ran first (express.urlencoded(), json({ type: "*/*" })).
       buffer = Buffer.isBuffer(parsed) ? parsed : Buffer.from(typeof parsed === "string" ? parsed : JSON.stringify(parsed));
     } else {
-      buffer = await readNodeBody(req);
+      buffer = await readNodeBody(req, cap);
     }
     if (buffer.byteLength > 0 || contentLength !== null) {
       // A declared length over the cap was not read at all: keep it so the handler answers 413.
-      if (Number(contentLength) <= NODE_BODY_CAP) contentLength = String(buffer.byteLength);
+      if (Number(contentLength) <= cap) contentLength = String(buffer.byteLength);
       bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength) as Uint8Array<ArrayBuffer>;
     }
   }
@@ -141,8 +149,23 @@ function header(req: IncomingMessage, name: string): string | null {
  * one byte past the cap so the handler's own limit answers 413 without buffering more.
  * `signal` aborts when the client goes away.
  */
-export async function toWebRequest(req: IncomingMessage, res: ServerResponse, url = req.url ?? "/"): Promise<Request> {
-  return toRequest(await readParts(req, res, url));
+export async function toWebRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  url = req.url ?? "/",
+  options: ToWebRequestOptions = {},
+): Promise<Request> {
+  return toRequest(await readParts(req, res, url, bodyCap(options.maxBodyBytes)));
+}
+
+/** Options of {@link toWebRequest}. */
+export interface ToWebRequestOptions {
+  /**
+   * The `maxBodyBytes` of the handler the request is for, when it is over 1 MiB: a body is
+   * buffered up to the larger of the two (and one byte past it, so the handler answers 413).
+   * Default: 1 MiB (the default handler limit is 64 KiB).
+   */
+  maxBodyBytes?: number;
 }
 
 // RFC 3986 host: a registered name (unreserved and sub-delims; no "%", "/", spaces) or a
@@ -157,15 +180,15 @@ function hostOf(req: IncomingMessage): string {
   return host;
 }
 
-function readNodeBody(req: IncomingMessage): Promise<Buffer> {
-  if (Number(req.headers["content-length"]) > NODE_BODY_CAP) return Promise.resolve(Buffer.alloc(0));
+function readNodeBody(req: IncomingMessage, cap: number): Promise<Buffer> {
+  if (Number(req.headers["content-length"]) > cap) return Promise.resolve(Buffer.alloc(0));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const onData = (chunk: Buffer) => {
       chunks.push(chunk);
       size += chunk.byteLength;
-      if (size > NODE_BODY_CAP) {
+      if (size > cap) {
         // Enough to know it is too large; the rest is discarded, the connection kept for the 413.
         req.off("data", onData);
         req.resume();
@@ -193,15 +216,15 @@ export async function serveNode<Context>(
   url: string,
   context: (req: IncomingMessage) => Context,
 ): Promise<void> {
+  const core = meterHandlerCore(handler as MeterHandler<Context>);
   let parts: NodeParts;
   try {
-    parts = await readParts(req, res, url);
+    parts = await readParts(req, res, url, bodyCap(core?.maxBodyBytes));
   } catch (err) {
     // A request that is not even a valid URL (a malformed Host) gets meterkit's JSON 400.
     if (err instanceof MeterError) return writeReply(res, errorJson(err));
     throw err;
   }
-  const core = meterHandlerCore(handler as MeterHandler<Context>);
   if (core && fastPathFits(parts)) return writeReply(res, await core(toIncoming(parts), context(req)));
   return sendWebResponse(res, await handler(toRequest(parts), context(req)));
 }

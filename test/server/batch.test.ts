@@ -314,6 +314,9 @@ describe("the batched path", () => {
   test("plain reserves, commits and releases of many users run as set statements, not one function call each (0039)", async () => {
     // One connection with function statistics on, so this test can count the PL/pgSQL calls.
     const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+    // As recordedMeter's pools: the test database is dropped at the end, which terminates any
+    // connection still open; without a listener that is an unhandled 'error' event.
+    pool.on("error", () => {});
     pool.on("connect", (client) => void client.query("SET track_functions = 'pl'"));
     const meter = createMeter({ database: pool, plans: PLANS, defaultPlan: "basic", sweepInterval: 0, batch: true });
     closers.push(async () => {

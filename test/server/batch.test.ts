@@ -311,6 +311,21 @@ describe("the batched path", () => {
     expect(b.audit).toEqual([[], []]);
   });
 
+  test("op_batch locks the keys the operations' own functions lock (batch_lock_key = lock_key under the meter's search_path)", async () => {
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    try {
+      await c.query("SET search_path TO meterkit, pg_catalog, pg_temp");
+      const { rows } = await c.query<{ same: boolean; n: string }>(
+        `SELECT bool_and(batch_lock_key(u, k) = lock_key(u, k)) AS same, count(*) AS n
+         FROM (VALUES ('alice', 'tokens'), ('bob', 'tokens_out'), ('ü.ser', 'images'), ('', '')) v(u, k)`,
+      );
+      expect(rows[0]).toEqual({ same: true, n: "4" });
+    } finally {
+      await c.end();
+    }
+  });
+
   test("plain reserves, commits and releases of many users run as set statements, not one function call each (0039)", async () => {
     // One connection with function statistics on, so this test can count the PL/pgSQL calls.
     const pool = new pg.Pool({ connectionString: db.url, max: 1 });

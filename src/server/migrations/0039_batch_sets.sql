@@ -63,6 +63,15 @@ LANGUAGE sql STABLE AS $$
     FROM holds h WHERE h.user_id = p_user AND h.counter_key = p_counter AND h.status = 'open') o
 $$;
 
+-- lock_key() of 0001 as a plain SQL function, so the planner inlines it into op_batch's
+-- statements (a PL/pgSQL call with its own settings per operation cost more than the hash).
+-- current_schema() is then op_batch's, which sets its search_path to the meter's schema, as
+-- lock_key's own `SET search_path FROM CURRENT` does: the same key for the same (user, counter).
+CREATE FUNCTION batch_lock_key(p_user text, p_counter text) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+  SELECT ('x' || left(md5(current_schema() || chr(31) || p_user || chr(31) || p_counter), 16))::bit(64)::bigint
+$$;
+
 -- Plans. Every statement of a batch finds its rows by key, per operation: index lookups in a
 -- nested loop driven by the batch's operations. Two settings make sure the planner sees it so:
 --   * generic plans always, so the set statements are planned once per connection, not per
@@ -115,11 +124,11 @@ DECLARE
 BEGIN
   -- Unpacked once, in one statement: each operation's function and arguments, the users to
   -- subscribe, the lock keys, and the key of each operation that needs exactly one (a reserve
-  -- or track; a resolve's comes with its hold below). lock_key() of 0001, inline.
+  -- or track; a resolve's comes with its hold below).
   SELECT array_agg(e ->> 'fn' ORDER BY o), array_agg(e -> 'args' ORDER BY o),
          coalesce(array_agg(e -> 'args' ->> 0 ORDER BY o) FILTER (WHERE e ->> 'fn' IN ('op_reserve', 'op_track', 'op_reserve_multi')), '{}'),
          array_agg(CASE WHEN e ->> 'fn' IN ('op_reserve', 'op_track')
-                        THEN ('x' || left(md5(current_schema() || chr(31) || (e -> 'args' ->> 0) || chr(31) || (e -> 'args' ->> 1)), 16))::bit(64)::bigint
+                        THEN batch_lock_key(e -> 'args' ->> 0, e -> 'args' ->> 1)
                    END ORDER BY o),
          coalesce(array_agg(o::int ORDER BY o) FILTER (WHERE e ->> 'fn' IN ('op_resolve', 'op_resolve_multi')), '{}')
     INTO fns, args, users, opkey, resolves
@@ -127,7 +136,7 @@ BEGIN
   keys := ARRAY(SELECT key FROM unnest(opkey) key WHERE key IS NOT NULL);
   -- A multi-counter reservation locks each of its counters.
   IF 'op_reserve_multi' = ANY (fns) THEN
-    keys := keys || ARRAY(SELECT ('x' || left(md5(current_schema() || chr(31) || (args[j] ->> 0) || chr(31) || (part ->> 'counter')), 16))::bit(64)::bigint
+    keys := keys || ARRAY(SELECT batch_lock_key(args[j] ->> 0, part ->> 'counter')
                           FROM generate_series(1, n) j, jsonb_array_elements((args[j] ->> 1)::jsonb) part
                           WHERE fns[j] = 'op_reserve_multi');
   END IF;
@@ -139,7 +148,7 @@ BEGIN
     -- first); the rest (parts, groups, ids without a user, unknown ids) as 0035 reads them.
     SELECT coalesce(array_agg(j), '{}'), coalesce(array_agg(key), '{}') INTO found_j, found_k
     FROM unnest(resolves) j
-    CROSS JOIN LATERAL (SELECT ('x' || left(md5(current_schema() || chr(31) || h.user_id || chr(31) || h.counter_key), 16))::bit(64)::bigint AS key
+    CROSS JOIN LATERAL (SELECT batch_lock_key(h.user_id, h.counter_key) AS key
                         FROM holds h WHERE h.id = args[j] ->> 0 AND h.user_id = reservation_user(args[j] ->> 0) LIMIT 1) f;
     keys := keys || found_k;
     FOR i IN 1 .. cardinality(found_j) LOOP

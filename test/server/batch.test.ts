@@ -163,38 +163,91 @@ describe("the batched path", () => {
     for (const w of [6, 32]) for (let i = 0; i < w; i++) expect(await meter.audit(`share-${w}-${i}`)).toEqual([]);
   });
 
-  test("several batches in flight on one hot user serialise on its lock: no deadlock, every answer and the balance right, audit clean", { timeout: 60_000 }, async () => {
-    const { meter, sent } = recordedMeter({ batch: { concurrency: 3, maxSize: 8 } }, 6);
+  test("batches in flight side by side never share a user: a hot user's calls wait for the batch that holds it", { timeout: 60_000 }, async () => {
+    const { meter } = recordedMeter({ batch: { concurrency: 2, maxSize: 32 } }, 6);
     const pool = internalsOf(meter).pool;
-    // How many op_batch calls were in flight at once (at least two, or this test proves nothing).
-    let inFlight = 0;
+    /** The users of each op_batch call in flight, and every overlap seen between two of them. */
+    const flying = new Set<Set<string>>();
+    const overlaps: string[] = [];
     let most = 0;
+    const userOf = (op: { fn: string; args: unknown[] }) => {
+      const first = String(op.args[0]);
+      return op.fn.startsWith("op_resolve") ? first.slice(33) : first;
+    };
     pool.on("connect", (client) => {
       const c = client as unknown as { query: (...args: unknown[]) => Promise<unknown> };
       const original = c.query.bind(client);
       c.query = (...args: unknown[]) => {
-        const batch = String((args[0] as { text?: unknown }).text ?? args[0]).includes(".op_batch(");
-        if (!batch) return original(...args);
-        most = Math.max(most, ++inFlight);
-        return original(...args).finally(() => inFlight--);
+        const text = String((args[0] as { text?: unknown }).text ?? args[0]);
+        if (!text.includes(".op_batch(")) return original(...args);
+        const values = (args[0] as { values?: unknown[] }).values ?? (args[1] as unknown[]);
+        const users = new Set((JSON.parse(String(values[0])) as { fn: string; args: unknown[] }[]).map(userOf));
+        for (const other of flying) for (const u of users) if (other.has(u)) overlaps.push(u);
+        flying.add(users);
+        most = Math.max(most, flying.size);
+        return original(...args).finally(() => flying.delete(users));
       };
     });
+    await Promise.all([pool.query("SELECT pg_sleep(0.05)"), pool.query("SELECT pg_sleep(0.05)")]);
+    // 16 callers on one hot user beside 32 callers on users of their own.
+    await Promise.all(
+      Array.from({ length: 48 }, async (_, w) => {
+        const user = w < 16 ? "disjoint-hot" : `disjoint-${w}`;
+        for (let i = 0; i < 8; i++) {
+          const r = await meter.reserve(user, "tokens", 10);
+          if (!r.allowed) throw new Error("reserve denied");
+          await meter.commit(r.reservationId, { actual: 5 });
+        }
+      }),
+    );
+    // Two batches did fly side by side (or this test proves nothing), never on the same user.
+    expect(most).toBe(2);
+    expect(overlaps).toEqual([]);
+    expect((await meter.usage("disjoint-hot")).counters.find((c) => c.key === "tokens")).toMatchObject({ used: 16 * 8 * 5, held: 0 });
+    for (const w of ["disjoint-hot", ...Array.from({ length: 32 }, (_, i) => `disjoint-${i + 16}`)]) expect(await meter.audit(w)).toEqual([]);
+  });
+
+  test("batches of several meters (processes) on one hot user serialise on its lock: no deadlock, every answer and the balance right, audit clean", { timeout: 60_000 }, async () => {
+    const meters = [recordedMeter({ batch: { concurrency: 3, maxSize: 8 } }, 6), recordedMeter({ batch: { concurrency: 3, maxSize: 8 } }, 6)];
+    // How many op_batch calls were in flight at once, over both meters (at least two, or this
+    // test proves nothing), and in one meter (one: its batches never share a user).
+    let inFlight = 0;
+    let most = 0;
+    const mostOfOne = [0, 0];
+    meters.forEach(({ meter }, mi) => {
+      let mine = 0;
+      internalsOf(meter).pool.on("connect", (client) => {
+        const c = client as unknown as { query: (...args: unknown[]) => Promise<unknown> };
+        const original = c.query.bind(client);
+        c.query = (...args: unknown[]) => {
+          const batch = String((args[0] as { text?: unknown }).text ?? args[0]).includes(".op_batch(");
+          if (!batch) return original(...args);
+          most = Math.max(most, ++inFlight);
+          mostOfOne[mi] = Math.max(mostOfOne[mi]!, ++mine);
+          return original(...args).finally(() => {
+            inFlight--;
+            mine--;
+          });
+        };
+      });
+    });
     const user = "hot-many";
+    const meter = meters[0]!.meter;
     await meter.upsertSubscription({ userId: user, planId: "basic", customLimits: { tokens: { quota: 4_000 } } });
-    sent.length = 0;
     const answers: Array<{ allowed: boolean; committed?: number; released?: number }> = [];
     const failures: unknown[] = [];
     await Promise.all(
       Array.from({ length: 24 }, async (_, w) => {
+        const m = meters[w % 2]!.meter;
         for (let i = 0; i < 4; i++) {
           try {
-            const r = await meter.reserve(user, "tokens", 100);
+            const r = await m.reserve(user, "tokens", 100);
             if (!r.allowed) {
               answers.push({ allowed: false });
               continue;
             }
-            if ((w + i) % 4 === 0) answers.push({ allowed: true, released: (await meter.release(r.reservationId)).released });
-            else answers.push({ allowed: true, committed: (await meter.commit(r.reservationId, { actual: 70 })).committed });
+            if ((w + i) % 4 === 0) answers.push({ allowed: true, released: (await m.release(r.reservationId)).released });
+            else answers.push({ allowed: true, committed: (await m.commit(r.reservationId, { actual: 70 })).committed });
           } catch (err) {
             failures.push(err);
           }
@@ -203,6 +256,7 @@ describe("the batched path", () => {
     );
     expect(failures).toEqual([]);
     expect(most).toBeGreaterThanOrEqual(2);
+    expect(mostOfOne).toEqual([1, 1]);
     expect(answers).toHaveLength(96);
     const committed = answers.filter((a) => a.committed !== undefined);
     expect(committed.every((a) => a.committed === 70)).toBe(true);

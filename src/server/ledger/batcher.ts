@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { MeterError } from "../../core/errors.js";
 import { query, statementName, toMeterError } from "../db.js";
+import { reservationUser } from "./reservationId.js";
 
 /** `createMeter({ batch })`: coalescing of concurrent ledger calls (see docs/server.md, "Batched path"). */
 export interface BatchOptions {
@@ -11,7 +12,8 @@ export interface BatchOptions {
    * goes out at once; calls that arrive meanwhile leave together when a slot is free, each batch
    * taking its share of what is queued and in flight. A further batch goes in flight beside
    * others only while each would carry at least a quarter of `maxSize` operations (16 by
-   * default): a smaller one pays a round trip and a commit of its own for little. Default 1: on
+   * default): a smaller one pays a round trip and a commit of its own for little. A batch beside
+   * others takes only calls of users no batch in flight holds. Default 1: on
    * the 2-core machine of docs/benchmarks.md, where Node and Postgres share the cores, 2 gained
    * with 32–64 callers over many users on a quiet machine, nothing when the cores were busy, and
    * lost on one hot user.
@@ -31,8 +33,17 @@ export interface Batcher {
 interface Pending {
   fn: string;
   params: unknown[];
+  /** The user whose rows the call locks; null when only the database can tell (an unrouted id). */
+  user: string | null;
   resolve(value: unknown): void;
   reject(err: unknown): void;
+}
+
+/** The user a batched call locks: a reserve's or track's first argument, the user a routed reservation id names. */
+function userOf(fn: string, params: unknown[]): string | null {
+  const first = params[0];
+  if (typeof first !== "string") return null;
+  return fn === "op_resolve" || fn === "op_resolve_multi" ? reservationUser(first) : first;
 }
 
 /** One element of op_batch's answer (see migrations/0035_batch_fast.sql). */
@@ -79,6 +90,40 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
   /** Fewest operations each batch must carry for another one to go in flight beside it. */
   const minShare = Math.ceil(options.maxSize / 4);
 
+  /** Users locked by the batches in flight (how many batches hold each). */
+  const busy = new Map<string, number>();
+  /** Batches in flight with a call whose user only the database knows. */
+  let unknownInFlight = 0;
+  const hold = (batch: Pending[], step: 1 | -1) => {
+    for (const u of new Set(batch.map((p) => p.user))) {
+      if (u === null) unknownInFlight += step;
+      else if (step === 1) busy.set(u, (busy.get(u) ?? 0) + 1);
+      else if (busy.get(u) === 1) busy.delete(u);
+      else busy.set(u, busy.get(u)! - 1);
+    }
+  };
+
+  /**
+   * The next batch: the first `limit` queued calls, or, beside batches in flight, the first
+   * `limit` of those on users no batch in flight locks (the others keep their place in the
+   * queue). A batch beside another never waits for its locks: two batches on one hot user would
+   * run one after the other anyway, each paying its own round trip and commit.
+   */
+  const take = (limit: number): Pending[] => {
+    if (inFlight === 0) return queue.splice(0, limit);
+    if (unknownInFlight > 0) return [];
+    const batch: Pending[] = [];
+    const rest: Pending[] = [];
+    for (const p of queue) {
+      if (batch.length < limit && p.user !== null && !busy.has(p.user)) batch.push(p);
+      else rest.push(p);
+    }
+    // Too few to be worth a round trip and a commit of their own beside the others.
+    if (batch.length < minShare) return [];
+    queue.splice(0, queue.length, ...rest);
+    return batch;
+  };
+
   const pump = () => {
     scheduled = false;
     for (;;) {
@@ -89,12 +134,15 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
       const slots = Math.max(1, Math.min(options.concurrency, Math.floor(total / minShare)));
       if (inFlight >= slots || queue.length === 0) break;
       const share = Math.ceil(total / slots);
-      const batch = queue.splice(0, Math.min(options.maxSize, Math.max(1, share)));
+      const batch = take(Math.min(options.maxSize, Math.max(1, share)));
+      if (batch.length === 0) break;
       inFlight++;
       opsInFlight += batch.length;
+      hold(batch, 1);
       void send(batch).finally(() => {
         inFlight--;
         opsInFlight -= batch.length;
+        hold(batch, -1);
         // A lone call answered with nobody waiting: nothing to gather, so its caller's next
         // call leaves at once too (one client in a loop pays nothing, not even a turn).
         if (batch.length > 1 || queue.length > 0) schedule();
@@ -142,7 +190,7 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
   return {
     call<T>(fn: string, params: unknown[]): Promise<T> {
       return new Promise<T>((resolve, reject) => {
-        queue.push({ fn, params, resolve: resolve as (v: unknown) => void, reject });
+        queue.push({ fn, params, user: userOf(fn, params), resolve: resolve as (v: unknown) => void, reject });
         if (inFlight === 0 && !scheduled && queue.length === 1) pump();
         else schedule();
       });

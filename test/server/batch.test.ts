@@ -428,6 +428,67 @@ describe("the batched path", () => {
     }
   });
 
+  test("a user's first reserve of a period takes the set path too and makes the period's balance row as op_reserve does (0040)", async () => {
+    // Two one-connection pools whose database clock the test sets: a batched meter that counts
+    // its PL/pgSQL calls (track_functions on its connection only) and an unbatched one. Each
+    // reserves for users it has never seen a balance row of, in the last minute of March and
+    // in the first of April: every reserve is a first touch of its period.
+    const side = (batch: boolean) => {
+      const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+      pool.on("error", () => {});
+      if (batch) pool.on("connect", (client) => void client.query("SET track_functions = 'pl'"));
+      const meter = createMeter({ database: pool, plans: PLANS, defaultPlan: "basic", sweepInterval: 0, batch });
+      closers.push(async () => {
+        await meter.close();
+        await pool.end();
+      });
+      return { pool, meter, users: Array.from({ length: 8 }, (_, i) => `first-${batch ? "b" : "p"}-${i}`) };
+    };
+    const batched = side(true);
+    const plain = side(false);
+    const opReserveCalls = async () => {
+      await batched.pool.query("SELECT pg_stat_force_next_flush()");
+      const { rows } = await batched.pool.query<{ calls: string }>(
+        "SELECT calls FROM pg_stat_user_functions WHERE schemaname = 'meterkit' AND funcname = 'op_reserve'",
+      );
+      return Number(rows[0]?.calls ?? 0);
+    };
+    // User 7's quota is below what it asks: a denial, left to op_reserve, after the row is made.
+    for (const s of [batched, plain]) {
+      for (const u of s.users) await s.meter.upsertSubscription({ userId: u, planId: "basic", customLimits: u.endsWith("-7") ? { tokens: { quota: 50 } } : {} });
+    }
+    const normal = (x: unknown, prefix: string) => JSON.parse(JSON.stringify(x).replaceAll(prefix, "first-").replace(/"reservationId":"[^"]*"/g, '"reservationId":"id"'));
+    for (const at of ["2026-03-31T23:59:00.000Z", "2026-04-01T00:00:30.000Z"]) {
+      const answers: unknown[] = [];
+      for (const s of [batched, plain]) {
+        await s.pool.query("SELECT set_config('meterkit.clock', $1, false)", [at]);
+        const before = s === batched ? await opReserveCalls() : 0;
+        const held = await Promise.all(s.users.map((u, i) => s.meter.reserve(u, "tokens", 100 + i)));
+        // The first call leaves alone (idle meter) as op_reserve; the other seven ride one
+        // op_batch, in which only the denial runs through op_reserve.
+        if (s === batched) expect((await opReserveCalls()) - before).toBe(2);
+        const resolved = await Promise.all(held.map((h, i) => (h.allowed ? (i % 2 ? s.meter.release(h.reservationId) : s.meter.commit(h.reservationId, { actual: 60 + i })) : null)));
+        const usage = await Promise.all(s.users.map(async (u) => (await s.meter.usage(u)).counters.find((c) => c.key === "tokens")));
+        answers.push(normal({ held, resolved, usage }, s === batched ? "first-b-" : "first-p-"));
+        for (const u of s.users) expect(await s.meter.audit(u)).toEqual([]);
+        await s.pool.query("SELECT set_config('meterkit.clock', '', false)");
+      }
+      expect(answers[0]).toEqual(answers[1]);
+      expect((answers[0] as { held: Array<{ allowed: boolean }> }).held.map((h) => h.allowed)).toEqual([true, true, true, true, true, true, true, false]);
+    }
+    // The balance rows are op_reserve's: one per user and period, ending where the period ends.
+    const { rows } = await batched.pool.query<{ side: string; period_end: Date; n: string }>(
+      `SELECT substr(user_id, 1, 7) AS side, period_end, count(*) AS n FROM meterkit.balances
+       WHERE user_id LIKE 'first-%' AND counter_key = 'tokens' GROUP BY 1, 2 ORDER BY 1, 2`,
+    );
+    expect(rows.map((r) => [r.side, r.period_end.toISOString(), Number(r.n)])).toEqual([
+      ["first-b", "2026-04-01T00:00:00.000Z", 8],
+      ["first-b", "2026-05-01T00:00:00.000Z", 8],
+      ["first-p", "2026-04-01T00:00:00.000Z", 8],
+      ["first-p", "2026-05-01T00:00:00.000Z", 8],
+    ]);
+  });
+
   test("an operation that raises in or after the set statements sends the batch round again one operation at a time: the bad one fails alone, the others answer once", async () => {
     const { meter } = recordedMeter({ batch: true }, 1);
     const users = Array.from({ length: 6 }, (_, i) => `sets-raise-${i}`);

@@ -10,7 +10,9 @@
  * process of the server, from /proc); what the meter's pool was asked (statements by kind, the
  * histogram of batch sizes, time a statement spent in flight vs the time a call waited for a
  * connection); event-loop delay p50/p99. Run the Node side under `node --cpu-prof --import tsx`
- * for a CPU profile.
+ * for a CPU profile. `PROFILE_STATEMENTS=1` loads pg_stat_statements (track = all) and prints,
+ * per side, the statements that ran inside Postgres: µs per op_batch call (or per operation
+ * unbatched) and calls per batch, nested statements included, largest first.
  */
 import { readFileSync, readdirSync } from "node:fs";
 import { monitorEventLoopDelay } from "node:perf_hooks";
@@ -27,6 +29,7 @@ const MODE = process.env.PROFILE_MODE ?? "spread";
 const SIDES = (process.env.PROFILE_SIDE ?? "batched").split(",");
 const BATCH: BatchOptions | true = process.env.BENCH_BATCH ? (JSON.parse(process.env.BENCH_BATCH) as BatchOptions) : true;
 const POOL_SIZE = Number(process.env.PROFILE_POOL ?? 64);
+const STATEMENTS = process.env.PROFILE_STATEMENTS === "1";
 
 /** CPU ticks (utime + stime) of every process whose command line names `dataDir`'s server. */
 function postgresTicks(port: number): number {
@@ -97,7 +100,27 @@ function instrument(pool: pg.Pool) {
   return stats;
 }
 
-const db = await startEmbeddedPostgres({ settings: { max_connections: 400, shared_buffers: "256MB" } });
+/** The statements pg_stat_statements saw since its reset: µs and calls per `per`, largest first. */
+async function printStatements(pool: pg.Pool, { n, per }: { n: number; per: string }): Promise<void> {
+  const { rows } = await pool.query<{ query: string; calls: string; total: number; toplevel: boolean }>(
+    `SELECT query, calls, total_exec_time AS total, toplevel FROM pg_stat_statements
+     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query NOT LIKE '%pg_stat_statements%'
+     ORDER BY total_exec_time DESC LIMIT 25`,
+  );
+  console.log(`statements inside Postgres, per ${per} (${n}):`);
+  for (const r of rows) {
+    const text = r.query.replace(/\s+/g, " ").slice(0, 110);
+    console.log(`  ${((r.total * 1000) / n).toFixed(0).padStart(6)} µs ${(Number(r.calls) / n).toFixed(2).padStart(6)} calls ${r.toplevel ? "top " : "    "} ${text}`);
+  }
+}
+
+const db = await startEmbeddedPostgres({
+  settings: {
+    max_connections: 400,
+    shared_buffers: "256MB",
+    ...(STATEMENTS ? { shared_preload_libraries: "pg_stat_statements", "pg_stat_statements.track": "all" } : {}),
+  },
+});
 try {
   postmasterPid = findPostmaster(db.port);
   const options = {
@@ -114,6 +137,7 @@ try {
   await pool.query(`INSERT INTO bench_batch.subscriptions (user_id, plan_id, started_at)
                     SELECT 'u' || i, 'bench', now() FROM generate_series(0, ${USERS - 1}) i ON CONFLICT DO NOTHING`);
   await setupBaseline(pool, USERS);
+  if (STATEMENTS) await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
   const user = (w: number, i: number) => (MODE === "hot" ? "u0" : `u${(w * 7919 + i * 104729) % USERS}`);
   const pair = (meter: Meter, u: string) => async () => {
     const t0 = performance.now();
@@ -156,6 +180,7 @@ try {
       }
       await c.end();
     })().catch((err: unknown) => console.error("sampler:", err));
+    if (STATEMENTS) await pool.query("SELECT pg_stat_statements_reset()");
     const cpu0 = process.cpuUsage();
     const pg0 = postgresTicks(db.port);
     const r = await loadFor(CLIENTS, SECONDS * 1000, (w, i) => (side === "baseline" ? baselinePair(pool, user(w, i)) : pair(meter, user(w, i))()));
@@ -175,6 +200,10 @@ try {
       const sizes = [...stats.sizes.entries()].sort((a, b) => a[0] - b[0]);
       const total = sizes.reduce((s, [n, c]) => s + n * c, 0);
       console.log(`batch sizes (size: batches): ${sizes.map(([n, c]) => `${n}:${c}`).join(" ")}; mean ${(total / sizes.reduce((s, [, c]) => s + c, 0)).toFixed(1)} ops`);
+    }
+    if (STATEMENTS) {
+      const batches = stats?.statements.get("op_batch") ?? 0;
+      await printStatements(pool, batches > 0 ? { n: batches, per: "op_batch call" } : { n: ops, per: "operation" });
     }
   }
   await pool.end();

@@ -2,8 +2,11 @@ import { randomFillSync, randomUUID } from "node:crypto";
 
 /** The longest id `assertId` accepts. */
 const MAX_ID = 255;
-/** `rsv_` + 12 hex digits of time + 16 random hex digits + `_`. */
-const ROUTED = /^rsv_[0-9a-f]{28}_./;
+/**
+ * `rsv_` + 12 hex digits of time + 16 random hex digits + `_` + at least one character, any
+ * (`s`: as SQL's `reservation_user()` reads it; a user id may begin with U+2028).
+ */
+const ROUTED = /^rsv_[0-9a-f]{28}_./s;
 
 /**
  * A new reservation id for `userId`. Opaque to users; its format is the ledger's business:

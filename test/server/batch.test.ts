@@ -40,6 +40,37 @@ function recordedMeter(options: Partial<CreateMeterOptions> = {}, max = 8): { me
   return { meter, sent };
 }
 
+/**
+ * Watches a meter's op_batch calls: the size of each, and the most in flight at once. Opens two
+ * connections first (opening one mid-run would delay a second batch).
+ */
+async function watchBatches(meter: Meter): Promise<{ sizes: number[]; most: number; reset(): void }> {
+  const pool = internalsOf(meter).pool;
+  let inFlight = 0;
+  const seen = {
+    sizes: [] as number[],
+    most: 0,
+    reset() {
+      seen.sizes.length = 0;
+      seen.most = 0;
+    },
+  };
+  pool.on("connect", (client) => {
+    const c = client as unknown as { query: (...args: unknown[]) => Promise<unknown> };
+    const original = c.query.bind(client);
+    c.query = (...args: unknown[]) => {
+      const text = String((args[0] as { text?: unknown }).text ?? args[0]);
+      if (!text.includes(".op_batch(")) return original(...args);
+      const values = (args[0] as { values?: unknown[] }).values ?? (args[1] as unknown[]);
+      seen.sizes.push((JSON.parse(String(values[0])) as unknown[]).length);
+      seen.most = Math.max(seen.most, ++inFlight);
+      return original(...args).finally(() => inFlight--);
+    };
+  });
+  await Promise.all([pool.query("SELECT pg_sleep(0.05)"), pool.query("SELECT pg_sleep(0.05)")]);
+  return seen;
+}
+
 const errorOf = (p: Promise<unknown>) =>
   p.then(
     (r) => ({ ok: r }),
@@ -121,27 +152,9 @@ describe("the batched path", () => {
 
   test("a second batch goes in flight beside the first only when both carry a quarter of maxSize or more", { timeout: 60_000 }, async () => {
     const { meter } = recordedMeter({ batch: { concurrency: 2, maxSize: 32 } }, 6);
-    const pool = internalsOf(meter).pool;
-    let inFlight = 0;
-    let most = 0;
-    const sizes: number[] = [];
-    pool.on("connect", (client) => {
-      const c = client as unknown as { query: (...args: unknown[]) => Promise<unknown> };
-      const original = c.query.bind(client);
-      c.query = (...args: unknown[]) => {
-        const text = String((args[0] as { text?: unknown }).text ?? args[0]);
-        if (!text.includes(".op_batch(")) return original(...args);
-        const values = (args[0] as { values?: unknown[] }).values ?? (args[1] as unknown[]);
-        sizes.push((JSON.parse(String(values[0])) as unknown[]).length);
-        most = Math.max(most, ++inFlight);
-        return original(...args).finally(() => inFlight--);
-      };
-    });
-    // Two connections open before the first batch (opening one mid-run would delay the second batch).
-    await Promise.all([pool.query("SELECT pg_sleep(0.05)"), pool.query("SELECT pg_sleep(0.05)")]);
+    const batches = await watchBatches(meter);
     const load = async (callers: number) => {
-      most = 0;
-      sizes.length = 0;
+      batches.reset();
       await Promise.all(
         Array.from({ length: callers }, async (_, w) => {
           for (let i = 0; i < 10; i++) {
@@ -151,7 +164,7 @@ describe("the batched path", () => {
           }
         }),
       );
-      return { most, sizes: [...sizes] };
+      return { most: batches.most, sizes: [...batches.sizes] };
     };
     // 6 callers: two batches of 3 would each pay a commit; they ride one batch, one at a time.
     const few = await load(6);
@@ -161,6 +174,29 @@ describe("the batched path", () => {
     const many = await load(32);
     expect(many.most).toBe(2);
     for (const w of [6, 32]) for (let i = 0; i < w; i++) expect(await meter.audit(`share-${w}-${i}`)).toEqual([]);
+  });
+
+  test("on one hot user a batch is not cut to its share of the queue when no batch could go beside it", { timeout: 60_000 }, async () => {
+    // With concurrency 2 the queue is shared between two batches in flight; but beside a batch
+    // holding the hot user only calls of other users may go, and there are none: cutting the
+    // batch to half the queue only halved the batch (25 % fewer pairs/s than concurrency 1).
+    const { meter } = recordedMeter({ batch: { concurrency: 2, maxSize: 32 } }, 6);
+    const batches = await watchBatches(meter);
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        for (let i = 0; i < 10; i++) {
+          const r = await meter.reserve("share-hot", "tokens", 10);
+          if (!r.allowed) throw new Error("reserve denied");
+          await meter.commit(r.reservationId, { actual: 5 });
+        }
+      }),
+    );
+    expect(batches.most).toBe(1);
+    const sizes = [...batches.sizes].sort((a, b) => a - b);
+    // The callers come back together: most batches carry (nearly) all 32 of them.
+    expect(sizes[Math.floor(sizes.length / 2)]).toBeGreaterThan(16);
+    expect((await meter.usage("share-hot")).counters.find((c) => c.key === "tokens")).toMatchObject({ used: 32 * 10 * 5, held: 0 });
+    expect(await meter.audit("share-hot")).toEqual([]);
   });
 
   test("batches in flight side by side never share a user: a hot user's calls wait for the batch that holds it", { timeout: 60_000 }, async () => {

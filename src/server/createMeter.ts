@@ -106,7 +106,7 @@ export interface CreateMeterOptions {
    * arrive while earlier ones are in flight go out together as one SQL call and one
    * transaction, each operation answering exactly as it would alone (one that fails rolls
    * back only itself). No timer: a lone call leaves at once. `true` uses the defaults
-   * (`{ maxSize: 64, concurrency: 1 }`). Helps when many calls run at once (e.g. 32+ in
+   * (`{ maxSize: 64, concurrency: 2 }`). Helps when many calls run at once (e.g. 32+ in
    * flight); see docs/server.md, "Batched path". Default `false`.
    */
   batch?: boolean | BatchOptions;

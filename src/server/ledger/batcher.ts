@@ -13,10 +13,9 @@ export interface BatchOptions {
    * taking its share of what is queued and in flight. A further batch goes in flight beside
    * others only while each would carry at least a quarter of `maxSize` operations (16 by
    * default): a smaller one pays a round trip and a commit of its own for little. A batch beside
-   * others takes only calls of users no batch in flight holds. Default 1: on
-   * the 2-core machine of docs/benchmarks.md, where Node and Postgres share the cores, 2 gained
-   * with 32–64 callers over many users on a quiet machine, nothing when the cores were busy, and
-   * lost on one hot user.
+   * others takes only calls of users no batch in flight holds. Default 2: on the 2-core
+   * machine of docs/benchmarks.md, where Node and Postgres share the cores, 2 gained 10–20 % over
+   * 1 with 32–64 callers over many users and on one hot user, and changed nothing below 16.
    */
   concurrency?: number;
 }
@@ -63,7 +62,7 @@ export function resolveBatchOptions(value: boolean | BatchOptions | undefined): 
     }
     return v;
   };
-  return { maxSize: int(o.maxSize, "maxSize", 64), concurrency: int(o.concurrency, "concurrency", 1) };
+  return { maxSize: int(o.maxSize, "maxSize", 64), concurrency: int(o.concurrency, "concurrency", 2) };
 }
 
 /**

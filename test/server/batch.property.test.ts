@@ -25,7 +25,8 @@ const reserve = (user: number, ttl = MINUTE): Call => ({ kind: "reserve", user, 
 /**
  * Hand-picked waves over 12 users for the cases the set path must leave to the functions, next
  * to plain operations of other users in the same batch: a hold past its expiry on the counter,
- * the first operation of a new period (no balance row yet), a commit above the hold, releases,
+ * the first operation of a new period (no balance row yet: since 0040 the set path makes it, and
+ * these waves compare that too), a commit above the hold, releases,
  * a track sharing a counter with a reserve. Holds are numbered in the order they were granted.
  */
 const HAND_PICKED: Wave[] = [

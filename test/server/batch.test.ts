@@ -40,11 +40,15 @@ function recordedMeter(options: Partial<CreateMeterOptions> = {}, max = 8): { me
   return { meter, sent };
 }
 
+/** One operation of an op_batch call, as the batcher sends it. */
+type BatchOp = { fn: string; args: unknown[] };
+
 /**
- * Watches a meter's op_batch calls: the size of each, and the most in flight at once. Opens two
- * connections first (opening one mid-run would delay a second batch).
+ * Watches a meter's op_batch calls: the size of each, and the most in flight at once; `onSend`
+ * sees each batch's operations as it leaves, and what it returns runs when the batch answers.
+ * Opens two connections first (opening one mid-run would delay a second batch).
  */
-async function watchBatches(meter: Meter): Promise<{ sizes: number[]; most: number; reset(): void }> {
+async function watchBatches(meter: Meter, onSend?: (ops: BatchOp[]) => () => void): Promise<{ sizes: number[]; most: number; reset(): void }> {
   const pool = internalsOf(meter).pool;
   let inFlight = 0;
   const seen = {
@@ -62,9 +66,14 @@ async function watchBatches(meter: Meter): Promise<{ sizes: number[]; most: numb
       const text = String((args[0] as { text?: unknown }).text ?? args[0]);
       if (!text.includes(".op_batch(")) return original(...args);
       const values = (args[0] as { values?: unknown[] }).values ?? (args[1] as unknown[]);
-      seen.sizes.push((JSON.parse(String(values[0])) as unknown[]).length);
+      const ops = JSON.parse(String(values[0])) as BatchOp[];
+      seen.sizes.push(ops.length);
       seen.most = Math.max(seen.most, ++inFlight);
-      return original(...args).finally(() => inFlight--);
+      const answered = onSend?.(ops);
+      return original(...args).finally(() => {
+        inFlight--;
+        answered?.();
+      });
     };
   });
   await Promise.all([pool.query("SELECT pg_sleep(0.05)"), pool.query("SELECT pg_sleep(0.05)")]);
@@ -201,30 +210,19 @@ describe("the batched path", () => {
 
   test("batches in flight side by side never share a user: a hot user's calls wait for the batch that holds it", { timeout: 60_000 }, async () => {
     const { meter } = recordedMeter({ batch: { concurrency: 2, maxSize: 32 } }, 6);
-    const pool = internalsOf(meter).pool;
     /** The users of each op_batch call in flight, and every overlap seen between two of them. */
     const flying = new Set<Set<string>>();
     const overlaps: string[] = [];
-    let most = 0;
-    const userOf = (op: { fn: string; args: unknown[] }) => {
+    const userOf = (op: BatchOp) => {
       const first = String(op.args[0]);
       return op.fn.startsWith("op_resolve") ? first.slice(33) : first;
     };
-    pool.on("connect", (client) => {
-      const c = client as unknown as { query: (...args: unknown[]) => Promise<unknown> };
-      const original = c.query.bind(client);
-      c.query = (...args: unknown[]) => {
-        const text = String((args[0] as { text?: unknown }).text ?? args[0]);
-        if (!text.includes(".op_batch(")) return original(...args);
-        const values = (args[0] as { values?: unknown[] }).values ?? (args[1] as unknown[]);
-        const users = new Set((JSON.parse(String(values[0])) as { fn: string; args: unknown[] }[]).map(userOf));
-        for (const other of flying) for (const u of users) if (other.has(u)) overlaps.push(u);
-        flying.add(users);
-        most = Math.max(most, flying.size);
-        return original(...args).finally(() => flying.delete(users));
-      };
+    const batches = await watchBatches(meter, (ops) => {
+      const users = new Set(ops.map(userOf));
+      for (const other of flying) for (const u of users) if (other.has(u)) overlaps.push(u);
+      flying.add(users);
+      return () => flying.delete(users);
     });
-    await Promise.all([pool.query("SELECT pg_sleep(0.05)"), pool.query("SELECT pg_sleep(0.05)")]);
     // 16 callers on one hot user beside 32 callers on users of their own.
     await Promise.all(
       Array.from({ length: 48 }, async (_, w) => {
@@ -237,7 +235,7 @@ describe("the batched path", () => {
       }),
     );
     // Two batches did fly side by side (or this test proves nothing), never on the same user.
-    expect(most).toBe(2);
+    expect(batches.most).toBe(2);
     expect(overlaps).toEqual([]);
     expect((await meter.usage("disjoint-hot")).counters.find((c) => c.key === "tokens")).toMatchObject({ used: 16 * 8 * 5, held: 0 });
     for (const w of ["disjoint-hot", ...Array.from({ length: 32 }, (_, i) => `disjoint-${i + 16}`)]) expect(await meter.audit(w)).toEqual([]);

@@ -241,6 +241,49 @@ describe("the batched path", () => {
     for (const w of ["disjoint-hot", ...Array.from({ length: 32 }, (_, i) => `disjoint-${i + 16}`)]) expect(await meter.audit(w)).toEqual([]);
   });
 
+  test("a call the batcher cannot place by user (an unrouted id) is not starved by batches that keep going beside each other", { timeout: 60_000 }, async () => {
+    // A batch beside another takes only calls of users no batch in flight holds, and a call
+    // whose user only the database knows (an unrouted reservation id: a user id too long to fit
+    // in one) only goes when no batch is in flight. Under steady load from many users two
+    // batches always overlap: the call must not wait for the load to stop.
+    const { meter } = recordedMeter({ batch: { concurrency: 3, maxSize: 16 } }, 6);
+    const longUser = `starve-${"x".repeat(230)}`;
+    const held = await meter.reserve(longUser, "tokens", 10);
+    if (!held.allowed) throw new Error("reserve denied");
+    expect(held.reservationId).not.toContain(longUser); // unrouted
+    let sentSince = -1;
+    const batches = await watchBatches(meter, () => {
+      if (sentSince >= 0) sentSince++;
+      return () => {};
+    });
+    let answeredAfter = -1;
+    let loadDone = false;
+    const load = Promise.all(
+      Array.from({ length: 48 }, async (_, w) => {
+        for (let i = 0; i < 60 && answeredAfter < 0; i++) {
+          const r = await meter.reserve(`starve-${w}`, "tokens", 10);
+          if (!r.allowed) throw new Error("reserve denied");
+          await meter.commit(r.reservationId, { actual: 5 });
+        }
+      }),
+    ).then(() => {
+      loadDone = true;
+    });
+    // Let the load settle into two batches in flight, then commit the unrouted hold.
+    while (batches.sizes.length < 10) await new Promise((r) => setTimeout(r, 1));
+    sentSince = 0;
+    const done = await meter.commit(held.reservationId, { actual: 7 });
+    answeredAfter = sentSince;
+    const loadRanOn = !loadDone;
+    await load;
+    expect(done).toMatchObject({ status: "committed", committed: 7 });
+    expect(batches.most).toBeGreaterThanOrEqual(2);
+    // Answered while the load still ran, within a few batches of being sent.
+    expect({ loadRanOn, answeredAfter }).toEqual({ loadRanOn: true, answeredAfter: expect.any(Number) });
+    expect(answeredAfter).toBeLessThanOrEqual(5);
+    expect(await meter.audit(longUser)).toEqual([]);
+  });
+
   test("batches of several meters (processes) on one hot user serialise on its lock: no deadlock, every answer and the balance right, audit clean", { timeout: 60_000 }, async () => {
     const meters = [recordedMeter({ batch: { concurrency: 3, maxSize: 8 } }, 6), recordedMeter({ batch: { concurrency: 3, maxSize: 8 } }, 6)];
     // How many op_batch calls were in flight at once, over both meters (at least two, or this

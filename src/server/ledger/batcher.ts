@@ -13,7 +13,8 @@ export interface BatchOptions {
    * taking its share of what is queued and in flight. A further batch goes in flight beside
    * others only while each would carry at least a quarter of `maxSize` operations (16 by
    * default): a smaller one pays a round trip and a commit of its own for little. A batch beside
-   * others takes only calls of users no batch in flight holds. Default 2: on the 2-core
+   * others takes only calls of users no batch in flight holds, and never passes over the same
+   * call twice. Default 2: on the 2-core
    * machine of docs/benchmarks.md, where Node and Postgres share the cores, 2 gained 10–20 % over
    * 1 with 32–64 callers over many users and on one hot user, and changed nothing below 16.
    */
@@ -34,6 +35,8 @@ interface Pending {
   params: unknown[];
   /** The user whose rows the call locks; null when only the database can tell (an unrouted id). */
   user: string | null;
+  /** Whether a batch beside others went ahead of this call (it could not go: see `take`). */
+  passed: boolean;
   resolve(value: unknown): void;
   reject(err: unknown): void;
 }
@@ -127,15 +130,23 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
       }
       return batch;
     }
-    if (unknownInFlight > 0) return [];
+    // The oldest call was passed over once already: no batch goes ahead of it again, so the
+    // batches in flight drain and it leaves with the next (a call whose user only the database
+    // knows, or a busy user's, would otherwise wait for as long as batches keep overlapping).
+    if (unknownInFlight > 0 || queue[0]!.passed) return [];
     const batch: Pending[] = [];
     const rest: Pending[] = [];
+    const skipped: Pending[] = [];
     for (const p of queue) {
       if (batch.length < limit && p.user !== null && !busy.has(p.user)) batch.push(p);
-      else rest.push(p);
+      else {
+        rest.push(p);
+        if (batch.length < limit) skipped.push(p);
+      }
     }
     // Too few to be worth a round trip and a commit of their own beside the others.
     if (batch.length < minShare) return [];
+    for (const p of skipped) p.passed = true;
     queue.splice(0, queue.length, ...rest);
     return batch;
   };
@@ -206,7 +217,7 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
   return {
     call<T>(fn: string, params: unknown[]): Promise<T> {
       return new Promise<T>((resolve, reject) => {
-        queue.push({ fn, params, user: userOf(fn, params), resolve: resolve as (v: unknown) => void, reject });
+        queue.push({ fn, params, user: userOf(fn, params), passed: false, resolve: resolve as (v: unknown) => void, reject });
         if (inFlight === 0 && !scheduled && queue.length === 1) pump();
         else schedule();
       });

@@ -308,43 +308,47 @@ describe("the batched path", () => {
         };
       });
     });
-    const user = "hot-many";
     const meter = meters[0]!.meter;
-    await meter.upsertSubscription({ userId: user, planId: "basic", customLimits: { tokens: { quota: 4_000 } } });
-    const answers: Array<{ allowed: boolean; committed?: number; released?: number }> = [];
-    const failures: unknown[] = [];
-    await Promise.all(
-      Array.from({ length: 24 }, async (_, w) => {
-        const m = meters[w % 2]!.meter;
-        for (let i = 0; i < 4; i++) {
-          try {
-            const r = await m.reserve(user, "tokens", 100);
-            if (!r.allowed) {
-              answers.push({ allowed: false });
-              continue;
+    // Rounds on a fresh hot user each until the two meters' batches did overlap (under a busy
+    // machine one round may happen to alternate them); each round is checked in full.
+    for (let round = 0; round < 5 && most < 2; round++) {
+      const user = `hot-many-${round}`;
+      await meter.upsertSubscription({ userId: user, planId: "basic", customLimits: { tokens: { quota: 4_000 } } });
+      const answers: Array<{ allowed: boolean; committed?: number; released?: number }> = [];
+      const failures: unknown[] = [];
+      await Promise.all(
+        Array.from({ length: 24 }, async (_, w) => {
+          const m = meters[w % 2]!.meter;
+          for (let i = 0; i < 4; i++) {
+            try {
+              const r = await m.reserve(user, "tokens", 100);
+              if (!r.allowed) {
+                answers.push({ allowed: false });
+                continue;
+              }
+              if ((w + i) % 4 === 0) answers.push({ allowed: true, released: (await m.release(r.reservationId)).released });
+              else answers.push({ allowed: true, committed: (await m.commit(r.reservationId, { actual: 70 })).committed });
+            } catch (err) {
+              failures.push(err);
             }
-            if ((w + i) % 4 === 0) answers.push({ allowed: true, released: (await m.release(r.reservationId)).released });
-            else answers.push({ allowed: true, committed: (await m.commit(r.reservationId, { actual: 70 })).committed });
-          } catch (err) {
-            failures.push(err);
           }
-        }
-      }),
-    );
-    expect(failures).toEqual([]);
+        }),
+      );
+      expect(failures).toEqual([]);
+      expect(mostOfOne).toEqual([1, 1]);
+      expect(answers).toHaveLength(96);
+      const committed = answers.filter((a) => a.committed !== undefined);
+      expect(committed.every((a) => a.committed === 70)).toBe(true);
+      expect(answers.filter((a) => a.released !== undefined).every((a) => a.released === 100)).toBe(true);
+      // 96 × 70 would pass the quota: the last reserves are denied, never an over-spend.
+      expect(answers.some((a) => !a.allowed)).toBe(true);
+      const tokens = (await meter.usage(user)).counters.find((c) => c.key === "tokens")!;
+      expect(tokens.used).toBe(70 * committed.length);
+      expect(tokens.used).toBeLessThanOrEqual(4_000);
+      expect(tokens.held).toBe(0);
+      expect(await meter.audit(user)).toEqual([]);
+    }
     expect(most).toBeGreaterThanOrEqual(2);
-    expect(mostOfOne).toEqual([1, 1]);
-    expect(answers).toHaveLength(96);
-    const committed = answers.filter((a) => a.committed !== undefined);
-    expect(committed.every((a) => a.committed === 70)).toBe(true);
-    expect(answers.filter((a) => a.released !== undefined).every((a) => a.released === 100)).toBe(true);
-    // 96 × 70 would pass the quota: the last reserves are denied, never an over-spend.
-    expect(answers.some((a) => !a.allowed)).toBe(true);
-    const tokens = (await meter.usage(user)).counters.find((c) => c.key === "tokens")!;
-    expect(tokens.used).toBe(70 * committed.length);
-    expect(tokens.used).toBeLessThanOrEqual(4_000);
-    expect(tokens.held).toBe(0);
-    expect(await meter.audit(user)).toEqual([]);
   });
 
   test("one bad operation in a batch leaves every other result intact, each answering as it would unbatched", async () => {

@@ -105,14 +105,6 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
     }
   };
 
-  /**
-   * The next batch: the first `limit` queued calls, or, beside batches in flight, the first
-   * `limit` of those on users no batch in flight locks (the others keep their place in the
-   * queue). A batch beside another never waits for its locks: two batches on one hot user would
-   * run one after the other anyway, each paying its own round trip and commit. And so a batch
-   * that leaves alone takes up to `maxSize` when the rest of the queue could not make a batch
-   * beside it (one hot user: cut to its share, it only carried half the callers).
-   */
   /** Whether the queue holds a batch's worth (minShare) of calls on users `batch` does not hold. */
   const besideFits = (batch: Pending[]): boolean => {
     const users = new Set(batch.map((p) => p.user));
@@ -122,6 +114,14 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
     return false;
   };
 
+  /**
+   * The next batch: the first `limit` queued calls, or, beside batches in flight, the first
+   * `limit` of those on users no batch in flight locks (the others keep their place in the
+   * queue). A batch beside another never waits for its locks: two batches on one hot user would
+   * run one after the other anyway, each paying its own round trip and commit. And so a batch
+   * that leaves alone takes up to `maxSize` when the rest of the queue could not make a batch
+   * beside it (one hot user: cut to its share, it only carried half the callers).
+   */
   const take = (limit: number): Pending[] => {
     if (inFlight === 0) {
       const batch = queue.splice(0, limit);

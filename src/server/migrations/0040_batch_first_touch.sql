@@ -122,7 +122,7 @@ BEGIN
   -- (read once here, not in every statement below), and whether the batch holds several users
   -- (a routed reservation id names its user; an unrouted one counts for none).
   SELECT array_agg(e ->> 'fn' ORDER BY o), array_agg(e -> 'args' ORDER BY o),
-         coalesce(array_agg(e -> 'args' ->> 0 ORDER BY o) FILTER (WHERE e ->> 'fn' IN ('op_reserve', 'op_track', 'op_reserve_multi')), '{}'),
+         coalesce(array_agg(u.u ORDER BY o) FILTER (WHERE u.u IS NOT NULL), '{}'),
          array_agg(CASE WHEN e ->> 'fn' IN ('op_reserve', 'op_track')
                         THEN batch_lock_key(e -> 'args' ->> 0, e -> 'args' ->> 1)
                    END ORDER BY o),
@@ -131,8 +131,9 @@ BEGIN
          coalesce(min(coalesce(u.r, u.u) COLLATE "C") <> max(coalesce(u.r, u.u) COLLATE "C"), false)
     INTO fns, args, users, opkey, resolves, rusers, many
   FROM jsonb_array_elements(p_ops) WITH ORDINALITY AS t(e, o)
+  -- r: a resolve's user, by its routed id; u: a reserve's or track's (its first argument).
   CROSS JOIN LATERAL (SELECT CASE WHEN e ->> 'fn' IN ('op_resolve', 'op_resolve_multi') THEN reservation_user(e -> 'args' ->> 0) END AS r,
-                             CASE WHEN e ->> 'fn' NOT IN ('op_resolve', 'op_resolve_multi') THEN e -> 'args' ->> 0 END AS u) u;
+                             CASE WHEN e ->> 'fn' IN ('op_reserve', 'op_track', 'op_reserve_multi') THEN e -> 'args' ->> 0 END AS u) u;
   keys := ARRAY(SELECT key FROM unnest(opkey) key WHERE key IS NOT NULL);
   -- A multi-counter reservation locks each of its counters.
   IF 'op_reserve_multi' = ANY (fns) THEN

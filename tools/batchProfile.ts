@@ -12,7 +12,11 @@
  * connection); event-loop delay p50/p99. Run the Node side under `node --cpu-prof --import tsx`
  * for a CPU profile. `PROFILE_STATEMENTS=1` loads pg_stat_statements (track = all) and prints,
  * per side, the statements that ran inside Postgres: µs per op_batch call (or per operation
- * unbatched) and calls per batch, nested statements included, largest first.
+ * unbatched), calls and plannings per batch, nested statements included, largest first.
+ * Every side also prints WAL bytes, records, full-page images and flushes per operation
+ * (pg_stat_wal, pg_stat_io), the table scans per operation (a sequential scan here means a
+ * plan went wrong) and, batched, the share of the run with 0, 1, 2… batches in flight;
+ * `PROFILE_WAL=1` adds the WAL by record type (pg_walinspect).
  */
 import { readFileSync, readdirSync } from "node:fs";
 import { monitorEventLoopDelay } from "node:perf_hooks";
@@ -30,6 +34,7 @@ const SIDES = (process.env.PROFILE_SIDE ?? "batched").split(",");
 const BATCH: BatchOptions | true = process.env.BENCH_BATCH ? (JSON.parse(process.env.BENCH_BATCH) as BatchOptions) : true;
 const POOL_SIZE = Number(process.env.PROFILE_POOL ?? 64);
 const STATEMENTS = process.env.PROFILE_STATEMENTS === "1";
+const WAL_RECORDS = process.env.PROFILE_WAL === "1";
 
 /** CPU ticks (utime + stime) of every process whose command line names `dataDir`'s server. */
 function postgresTicks(port: number): number {
@@ -68,9 +73,41 @@ function findPostmaster(port: number): number {
   return 0;
 }
 
+/** Per table of the meter's schema: sequential scans, rows they read, index scans (pg_stat_user_tables). */
+async function tableScans(pool: pg.Pool): Promise<Map<string, number[]>> {
+  await pool.query("SELECT pg_stat_clear_snapshot()");
+  const { rows } = await pool.query<{ t: string; s: string; r: string; i: string }>(
+    "SELECT relname AS t, seq_scan::text AS s, seq_tup_read::text AS r, coalesce(idx_scan, 0)::text AS i FROM pg_stat_user_tables",
+  );
+  return new Map(rows.map((r) => [r.t, [Number(r.s), Number(r.r), Number(r.i)]]));
+}
+
+/** The server's WAL counters (pg_stat_wal): bytes, records, full-page images, flushes (fsyncs). */
+async function walStats(pool: pg.Pool): Promise<{ bytes: number; records: number; fpi: number; syncs: number }> {
+  const { rows } = await pool.query<{ bytes: string; records: string; fpi: string; syncs: string }>(
+    "SELECT wal_bytes::text AS bytes, wal_records::text AS records, wal_fpi::text AS fpi, " +
+      "(SELECT sum(fsyncs)::text FROM pg_stat_io WHERE object = 'wal') AS syncs FROM pg_stat_wal",
+  );
+  const r = rows[0]!;
+  return { bytes: Number(r.bytes), records: Number(r.records), fpi: Number(r.fpi), syncs: Number(r.syncs ?? 0) };
+}
+
+/** The WAL written between two positions, by record type (pg_walinspect): records and bytes per operation. */
+async function printWalRecords(pool: pg.Pool, from: string, to: string, ops: number): Promise<void> {
+  const { rows } = await pool.query<{ t: string; n: string; bytes: string; fpi: string }>(
+    `SELECT "resource_manager/record_type" AS t, count::text AS n, combined_size::text AS bytes, fpi_size::text AS fpi
+     FROM pg_get_wal_stats($1::pg_lsn, $2::pg_lsn, true) WHERE count > 0 ORDER BY combined_size DESC LIMIT 16`,
+    [from, to],
+  );
+  console.log("WAL by record type, per operation (records, bytes, of which full-page images):");
+  for (const r of rows) {
+    console.log(`  ${(Number(r.n) / ops).toFixed(2).padStart(6)} ${(Number(r.bytes) / ops).toFixed(0).padStart(6)} B ${(Number(r.fpi) / ops).toFixed(0).padStart(5)} B  ${r.t}`);
+  }
+}
+
 /** Wraps a pool's connect so every statement it runs is counted and timed. */
 function instrument(pool: pg.Pool) {
-  const stats = { waitMs: 0, flightMs: 0, statements: new Map<string, number>(), sizes: new Map<number, number>(), connects: 0 };
+  const stats = { waitMs: 0, flightMs: 0, statements: new Map<string, number>(), sizes: new Map<number, number>(), connects: 0, spans: [] as [number, number][] };
   const connect = ((pool as { __connect?: unknown }).__connect ??= pool.connect.bind(pool)) as () => Promise<pg.PoolClient>;
   (pool as { connect: unknown }).connect = async () => {
     const t0 = performance.now();
@@ -92,6 +129,7 @@ function instrument(pool: pg.Pool) {
         return await q(config);
       } finally {
         stats.flightMs += performance.now() - t1;
+        if (kind === "op_batch") stats.spans.push([t1, performance.now()]);
         (client as { query: unknown }).query = q;
       }
     };
@@ -102,15 +140,16 @@ function instrument(pool: pg.Pool) {
 
 /** The statements pg_stat_statements saw since its reset: µs and calls per `per`, largest first. */
 async function printStatements(pool: pg.Pool, { n, per }: { n: number; per: string }): Promise<void> {
-  const { rows } = await pool.query<{ query: string; calls: string; total: number; toplevel: boolean }>(
-    `SELECT query, calls, total_exec_time AS total, toplevel FROM pg_stat_statements
+  const { rows } = await pool.query<{ query: string; calls: string; total: number; toplevel: boolean; generic: string; custom: string }>(
+    `SELECT query, calls, total_exec_time AS total, toplevel, plans::text AS generic, '0' AS custom FROM pg_stat_statements
      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query NOT LIKE '%pg_stat_statements%'
      ORDER BY total_exec_time DESC LIMIT 25`,
   );
   console.log(`statements inside Postgres, per ${per} (${n}):`);
   for (const r of rows) {
     const text = r.query.replace(/\s+/g, " ").slice(0, 110);
-    console.log(`  ${((r.total * 1000) / n).toFixed(0).padStart(6)} µs ${(Number(r.calls) / n).toFixed(2).padStart(6)} calls ${r.toplevel ? "top " : "    "} ${text}`);
+    const plans = `${(Number(r.generic) / n).toFixed(2)} plans`;
+    console.log(`  ${((r.total * 1000) / n).toFixed(0).padStart(6)} µs ${(Number(r.calls) / n).toFixed(2).padStart(6)} calls ${plans.padStart(11)} ${r.toplevel ? "top " : "    "} ${text}`);
   }
 }
 
@@ -118,7 +157,7 @@ const db = await startEmbeddedPostgres({
   settings: {
     max_connections: 400,
     shared_buffers: "256MB",
-    ...(STATEMENTS ? { shared_preload_libraries: "pg_stat_statements", "pg_stat_statements.track": "all" } : {}),
+    ...(STATEMENTS ? { shared_preload_libraries: "pg_stat_statements", "pg_stat_statements.track": "all", "pg_stat_statements.track_planning": "on" } : {}),
   },
 });
 try {
@@ -138,6 +177,7 @@ try {
                     SELECT 'u' || i, 'bench', now() FROM generate_series(0, ${USERS - 1}) i ON CONFLICT DO NOTHING`);
   await setupBaseline(pool, USERS);
   if (STATEMENTS) await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+  if (WAL_RECORDS) await pool.query("CREATE EXTENSION IF NOT EXISTS pg_walinspect");
   const user = (w: number, i: number) => (MODE === "hot" ? "u0" : `u${(w * 7919 + i * 104729) % USERS}`);
   const pair = (meter: Meter, u: string) => async () => {
     const t0 = performance.now();
@@ -181,11 +221,17 @@ try {
       await c.end();
     })().catch((err: unknown) => console.error("sampler:", err));
     if (STATEMENTS) await pool.query("SELECT pg_stat_statements_reset()");
+    const scans0 = await tableScans(pool);
+    const wal0 = await walStats(pool);
+    const lsn0 = WAL_RECORDS ? (await pool.query<{ l: string }>("SELECT pg_current_wal_insert_lsn()::text AS l")).rows[0]!.l : "";
     const cpu0 = process.cpuUsage();
     const pg0 = postgresTicks(db.port);
     const r = await loadFor(CLIENTS, SECONDS * 1000, (w, i) => (side === "baseline" ? baselinePair(pool, user(w, i)) : pair(meter, user(w, i))()));
     const cpu = process.cpuUsage(cpu0);
     const pgTicks = postgresTicks(db.port) - pg0;
+    const wal1 = await walStats(pool);
+    const scans1 = await tableScans(pool);
+    const lsn1 = WAL_RECORDS ? (await pool.query<{ l: string }>("SELECT pg_current_wal_insert_lsn()::text AS l")).rows[0]!.l : "";
     loop.disable();
     sampling = false;
     await sampler;
@@ -194,13 +240,36 @@ try {
     console.log(`\n## rep ${rep}: ${side}, ${MODE}, ${CLIENTS} clients, ${SECONDS}s${side === "batched" ? `, batch ${JSON.stringify(BATCH)}` : ""}`);
     console.log(`pairs/s ${(r.ops / r.seconds).toFixed(0)}; reserve p50/p99 ${percentile(r.latencies, 50).toFixed(2)} / ${percentile(r.latencies, 99).toFixed(2)} ms`);
     console.log(`Node CPU ${(((cpu.user + cpu.system) / ops)).toFixed(0)} µs/op (user ${(cpu.user / ops).toFixed(0)}, system ${(cpu.system / ops).toFixed(0)}); Postgres CPU ${((pgTicks * 10_000) / ops).toFixed(0)} µs/op; CPU busy ${(((cpu.user + cpu.system) / 1e6 + pgTicks / 100) / r.seconds).toFixed(2)} cores`);
+    console.log(
+      `WAL per op: ${((wal1.bytes - wal0.bytes) / ops).toFixed(0)} bytes, ${((wal1.records - wal0.records) / ops).toFixed(1)} records, ` +
+        `${((wal1.fpi - wal0.fpi) / ops).toFixed(2)} full-page images; ${((wal1.syncs - wal0.syncs) / r.seconds).toFixed(0)} WAL flushes/s, ` +
+        `${((wal1.bytes - wal0.bytes) / Math.max(1, wal1.syncs - wal0.syncs) / 1024).toFixed(1)} KiB each`,
+    );
+    console.log(
+      `scans per op (sequential scans / rows they read / index scans): ${[...scans1.entries()]
+        .map(([t, b]) => [t, b.map((v, i) => (v - (scans0.get(t)?.[i] ?? 0)) / ops)] as const)
+        .filter(([, d]) => d.some((v) => v > 0.005))
+        .map(([t, d]) => `${t} ${d.map((v) => v.toFixed(2)).join(" / ")}`)
+        .join("; ")}`,
+    );
     console.log(`event-loop delay p50/p99 ${(loop.percentile(50) / 1e6).toFixed(2)} / ${(loop.percentile(99) / 1e6).toFixed(2)} ms`);
     if (stats) {
       console.log(`statements: ${JSON.stringify(Object.fromEntries(stats.statements))}; waited for a connection ${(stats.waitMs / stats.connects).toFixed(3)} ms/statement, in flight ${(stats.flightMs / stats.connects).toFixed(2)} ms/statement`);
+      // How many batches were in flight, as a share of the timed run's wall time.
+      const ev = stats.spans.flatMap(([a, b]) => [[a, 1], [b, -1]] as [number, number][]).sort((x, y) => x[0] - y[0]);
+      const share = new Map<number, number>();
+      let k = 0;
+      for (let i = 0; i + 1 < ev.length; i++) {
+        k += ev[i]![1];
+        share.set(k, (share.get(k) ?? 0) + ev[i + 1]![0] - ev[i]![0]);
+      }
+      const span = ev.length > 0 ? ev[ev.length - 1]![0] - ev[0]![0] : 1;
+      console.log(`batches in flight (share of time): ${[...share.entries()].sort((a, b) => a[0] - b[0]).map(([n, t]) => `${n}: ${((100 * t) / span).toFixed(0)}%`).join(", ")}`);
       const sizes = [...stats.sizes.entries()].sort((a, b) => a[0] - b[0]);
       const total = sizes.reduce((s, [n, c]) => s + n * c, 0);
       console.log(`batch sizes (size: batches): ${sizes.map(([n, c]) => `${n}:${c}`).join(" ")}; mean ${(total / sizes.reduce((s, [, c]) => s + c, 0)).toFixed(1)} ops`);
     }
+    if (WAL_RECORDS) await printWalRecords(pool, lsn0, lsn1, ops);
     if (STATEMENTS) {
       const batches = stats?.statements.get("op_batch") ?? 0;
       await printStatements(pool, batches > 0 ? { n: batches, per: "op_batch call" } : { n: ops, per: "operation" });

@@ -1,6 +1,8 @@
 import type pg from "pg";
 import { MeterError } from "../../core/errors.js";
 import { query, statementName, toMeterError } from "../db.js";
+import type { LedgerClaim } from "./context.js";
+import { ledgerStatement } from "./ledgerStatement.js";
 import { reservationUser } from "./reservationId.js";
 
 /** `createMeter({ batch })`: coalescing of concurrent ledger calls (see docs/server.md, "Batched path"). */
@@ -26,13 +28,18 @@ export const BATCHED_FUNCTIONS: ReadonlySet<string> = new Set(["op_reserve", "op
 
 /** Sends ledger calls, coalescing those that arrive while earlier ones are in flight. */
 export interface Batcher {
-  /** Runs `fn(params…)` and answers exactly as the unbatched call would (result or MeterError). */
-  call<T>(fn: string, params: unknown[]): Promise<T>;
+  /**
+   * Runs `fn(params…)`, after claiming `claim` when given (an HTTP `Idempotency-Key`), and answers
+   * exactly as the unbatched call would (result or MeterError).
+   */
+  call<T>(fn: string, params: unknown[], claim?: LedgerClaim | null): Promise<T>;
 }
 
 interface Pending {
   fn: string;
   params: unknown[];
+  /** The HTTP Idempotency-Key to claim right before the call (0041), if any. */
+  claim: LedgerClaim | null;
   /** The user whose rows the call locks; null when only the database can tell (an unrouted id). */
   user: string | null;
   /** Whether a batch beside others went ahead of this call (it could not go: see `take`). */
@@ -185,10 +192,9 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
   const send = async (batch: Pending[]): Promise<void> => {
     if (batch.length === 1) {
       const p = batch[0]!;
-      const placeholders = p.params.map((_, i) => `$${i + 1}`).join(", ");
-      const text = `SELECT ${schema}.${p.fn}(${placeholders}) AS r`;
+      const { text, values } = ledgerStatement(schema, p.fn, p.params, p.claim);
       try {
-        const { rows } = await query<{ r: unknown }>(pool, text, p.params, statementName(text));
+        const { rows } = await query<{ r: unknown }>(pool, text, values, statementName(text));
         p.resolve(rows[0]!.r);
       } catch (err) {
         p.reject(err);
@@ -197,7 +203,7 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
     }
     let answers: BatchAnswer[];
     try {
-      const payload = JSON.stringify(batch.map((p) => ({ fn: p.fn, args: p.params })));
+      const payload = JSON.stringify(batch.map((p) => (p.claim ? { fn: p.fn, args: p.params, claim: [p.claim.key, p.claim.fingerprint] } : { fn: p.fn, args: p.params })));
       const { rows } = await query<{ r: string }>(pool, batchText, [payload], statementName(batchText));
       // JSON text (op_batch builds it from each result's own text; no json value to re-check).
       answers = JSON.parse(rows[0]!.r) as BatchAnswer[];
@@ -215,9 +221,9 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
   };
 
   return {
-    call<T>(fn: string, params: unknown[]): Promise<T> {
+    call<T>(fn: string, params: unknown[], claim?: LedgerClaim | null): Promise<T> {
       return new Promise<T>((resolve, reject) => {
-        queue.push({ fn, params, user: userOf(fn, params), passed: false, resolve: resolve as (v: unknown) => void, reject });
+        queue.push({ fn, params, claim: claim ?? null, user: userOf(fn, params), passed: false, resolve: resolve as (v: unknown) => void, reject });
         if (inFlight === 0 && !scheduled && queue.length === 1) pump();
         else schedule();
       });

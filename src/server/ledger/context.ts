@@ -2,6 +2,7 @@ import type pg from "pg";
 import { query, statementName } from "../db.js";
 import type { ResolvedConfig } from "../config.js";
 import { BATCHED_FUNCTIONS, type Batcher } from "./batcher.js";
+import { ledgerStatement } from "./ledgerStatement.js";
 
 /** What every ledger operation needs: the pool, the schema, the checked configuration. */
 export interface LedgerContext {
@@ -34,10 +35,9 @@ export interface LedgerClaim {
  * Calls one ledger function: a single statement, so a single round trip; the advisory lock
  * is taken and released inside Postgres. The statement is named, so each connection parses
  * and plans it once (see `query`). With a `claim`, the same statement first claims the HTTP
- * `Idempotency-Key` (0033_http_one_round_trip.sql): a key bound to another request raises
- * `conflict` before the function runs, and a function that fails rolls the claim back with it.
- * With batching on, an unclaimed hot-path call may share one statement (and its transaction)
- * with other calls; it answers the same either way.
+ * `Idempotency-Key` (see {@link ledgerStatement}). With batching on, a hot-path call, claimed or
+ * not, may share one statement (and its transaction) with other calls; it answers the same
+ * either way (0041_batch_claims.sql: a claim in a batch is made right before its operation).
  *
  * After the call, `announce` (default: the result's `userId`) is announced to live streams;
  * `null` for a read. A read must announce no one: every announcement makes each live hub
@@ -47,15 +47,10 @@ export interface LedgerClaim {
 export async function callLedger<T>(ctx: LedgerContext, fn: string, params: unknown[], announce?: string | null): Promise<T> {
   await ctx.ready();
   let r: T;
-  if (ctx.batcher && !ctx.claim && BATCHED_FUNCTIONS.has(fn)) {
-    r = await ctx.batcher.call<T>(fn, params);
+  if (ctx.batcher && BATCHED_FUNCTIONS.has(fn)) {
+    r = await ctx.batcher.call<T>(fn, params, ctx.claim);
   } else {
-    const placeholders = params.map((_, i) => `$${i + 1}`).join(", ");
-    const call = `${ctx.schema}.${fn}(${placeholders})`;
-    const n = params.length;
-    // CASE evaluates its WHEN before its THEN, and the THEN only when the WHEN holds.
-    const text = ctx.claim ? `SELECT CASE WHEN ${ctx.schema}.http_claim_in($${n + 1}, $${n + 2}) THEN ${call} END AS r` : `SELECT ${call} AS r`;
-    const values = ctx.claim ? [...params, ctx.claim.key, ctx.claim.fingerprint] : params;
+    const { text, values } = ledgerStatement(ctx.schema, fn, params, ctx.claim);
     const { rows } = await query<{ r: T }>(ctx.pool, text, values, statementName(text));
     r = rows[0]!.r;
   }

@@ -6,7 +6,8 @@
  *      client sends an `Idempotency-Key` on every mutation (a fresh UUID when the caller gives
  *      none), which is the ledger's own idempotency key on reserve, so the direct side passes a
  *      fresh `idempotencyKey` on reserve too. A third row, direct without a key, shows what the
- *      key itself costs;
+ *      key itself costs; two more, the same pairs with `batch: true` on both sides (a direct
+ *      batched meter, and a handler process whose meter batches: keyed requests ride its batches);
  *  (2) live fan-out: 1,000 open SSE streams across 100 users; time from a commit to its event
  *      on each of the user's streams (p50/p99, goal p99 ≤ 100 ms) and server memory per stream.
  *      Where the time goes: when the commit returned, and when a listener of our own heard its
@@ -58,7 +59,7 @@ type FromServer = { port: number } | Stats;
 async function serve(databaseUrl: string): Promise<void> {
   setFlagsFromString("--expose-gc");
   const gc = runInNewContext("gc") as () => void;
-  const meter = createMeter(meterOptions(databaseUrl));
+  const meter = createMeter({ ...meterOptions(databaseUrl), batch: process.env.BENCH_HTTP_SERVER_BATCH === "1" });
   const handler = createMeterHandler<unknown>(meter, {
     secretKeys: SECRET,
     identify: (request) => request.headers.get("x-user"),
@@ -85,10 +86,11 @@ async function serve(databaseUrl: string): Promise<void> {
 
 if (process.argv.includes(SERVER_FLAG)) await serve(process.env.DATABASE_URL!);
 
-function startServer(databaseUrl: string): Promise<{ child: ChildProcess; url: string; ask(): Promise<Stats> }> {
+/** The handler's process; `batch`: its meter has `batch: true`. */
+function startServer(databaseUrl: string, batch = false): Promise<{ child: ChildProcess; url: string; ask(): Promise<Stats> }> {
   const child = fork(fileURLToPath(import.meta.url), [SERVER_FLAG], {
     execArgv: ["--import", "tsx"],
-    env: { ...process.env, DATABASE_URL: databaseUrl },
+    env: { ...process.env, DATABASE_URL: databaseUrl, BENCH_HTTP_SERVER_BATCH: batch ? "1" : "0" },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   return new Promise((resolve, reject) => {
@@ -143,20 +145,28 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
   const users = Array.from({ length: Math.max(...CLIENTS, STREAM_USERS) }, (_, i) => `hb_u${i}`);
   for (const u of users) await meter.upsertSubscription({ userId: u, planId: "bench" });
   const server = await startServer(databaseUrl);
+  // The same pairs with batching on both sides: a direct meter and a handler's meter with `batch: true`.
+  const batchedMeter = PARTS.has("pairs") ? createMeter({ ...meterOptions(databaseUrl), batch: true }) : null;
+  const batchedServer = PARTS.has("pairs") ? await startServer(databaseUrl, true) : null;
   try {
     // (1) The same reserve+commit pair, direct and through the remote client.
     if (PARTS.has("pairs")) await pairsPart();
     // (2) Live fan-out.
     if (PARTS.has("fanout")) await fanOutPart();
   } finally {
-    const exited = new Promise((r) => server.child.once("exit", r));
-    server.child.send("exit");
-    await exited;
+    for (const s of [server, batchedServer]) {
+      if (!s) continue;
+      const exited = new Promise((r) => s.child.once("exit", r));
+      s.child.send("exit");
+      await exited;
+    }
+    await batchedMeter?.close();
     await meter.close();
   }
 
   async function pairsPart(): Promise<void> {
     const client = createMeterClient({ url: server.url, secretKey: SECRET });
+    const batchedClient = createMeterClient({ url: batchedServer!.url, secretKey: SECRET });
     const pair = (api: MeterApi, key: boolean) => async (w: number) => {
       const t0 = performance.now();
       const r = await api.reserve(users[w]!, "tokens", 1_000, key ? { idempotencyKey: randomUUID() } : {});
@@ -168,20 +178,27 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
       { mode: "direct meter, idempotencyKey on reserve", run: pair(meter, true) },
       { mode: "meterkit/client over HTTP", run: pair(client, false) }, // the client sends its own keys
       { mode: "direct meter, no key", run: pair(meter, false) },
+      { mode: "batch: true — direct meter, idempotencyKey on reserve", run: pair(batchedMeter!, true), server: batchedServer! },
+      { mode: "batch: true — meterkit/client over HTTP", run: pair(batchedClient, false), server: batchedServer! },
     ];
     const runs = new Map<string, { rates: number[]; latencies: number[]; connections: number[] }>();
-    for (let rep = 0; rep < REPETITIONS; rep++) {
+    // The three unbatched modes interleaved, then the two batched ones interleaved: a batched
+    // cell writes 2–4× the rows of the others, and the vacuum and WAL work it leaves behind must
+    // not fall on the unbatched cells that follow it.
+    for (const group of [modes.slice(0, 3), modes.slice(3)]) for (let rep = 0; rep < REPETITIONS; rep++) {
       for (const clients of CLIENTS) {
-        for (const { mode, run } of modes) {
+        for (const m of group) {
+          const { mode, run } = m;
+          const host = ("server" in m && m.server) || server;
           // Warm-up (JIT, pools, keep-alive sockets); the client's idle sockets close after 4 s,
           // so the HTTP runs warm up again after the direct runs in between.
           await loadFor(clients, 500, run);
-          const before = (await server.ask()).connections;
+          const before = (await host.ask()).connections;
           const r = await loadFor(clients, SECONDS * 1000, run);
           const cell = runs.get(`${mode}|${clients}`) ?? { rates: [], latencies: [], connections: [] };
           cell.rates.push(r.ops / r.seconds);
           cell.latencies.push(...r.latencies);
-          cell.connections.push((await server.ask()).connections - before);
+          cell.connections.push((await host.ask()).connections - before);
           runs.set(`${mode}|${clients}`, cell);
         }
       }
@@ -202,7 +219,13 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
         });
       }
       const rate = (i: number) => median(runs.get(`${modes[i]!.mode}|${clients}`)!.rates);
-      ratios.push({ clients, "HTTP / direct (same work)": rate(1) / rate(0), "HTTP / direct without key": rate(1) / rate(2) });
+      ratios.push({
+        clients,
+        "HTTP / direct (same work)": rate(1) / rate(0),
+        "HTTP / direct without key": rate(1) / rate(2),
+        "batch: true, HTTP / direct (same work)": rate(4) / rate(3),
+        "batch: true HTTP / unbatched HTTP": rate(4) / rate(1),
+      });
     }
     table(`reserve+commit: remote client over HTTP vs direct (${REPETITIONS} × ${SECONDS} s per cell, interleaved; p50/p99 over all repetitions)`, rows);
     table("ratio of medians (goal ≥ 0.5 at 32 clients)", ratios);

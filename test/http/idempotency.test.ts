@@ -8,14 +8,20 @@ import { SECRET } from "./fixtures.js";
 
 // The Idempotency-Key of a /v1 mutation is claimed in the ledger call's own statement: one
 // database round trip per mutation, counted here on the meter's pool (an app's own pg.Pool,
-// the public way in), and the documented rules of docs/http.md unchanged.
+// the public way in), and the documented rules of docs/http.md unchanged — also on a meter with
+// `batch: true`, where keyed requests ride the batches (0041).
 let db: Awaited<ReturnType<typeof freshDatabase>>;
 let pool: pg.Pool;
 let inspect: pg.Pool;
 let meter: Meter;
 let handler: MeterHandler;
+/** The same database and pool, with `batch: true`. */
+let batchedMeter: Meter;
+let batchedHandler: MeterHandler;
 /** Every statement the meter's pool ran, in order. */
 const statements: string[] = [];
+/** The operations of every op_batch call, in order. */
+const batches: { fn: string; claim?: [string, string] }[][] = [];
 
 beforeAll(async () => {
   db = await freshDatabase();
@@ -23,8 +29,10 @@ beforeAll(async () => {
   pool.on("connect", (client) => {
     const run = client.query.bind(client) as (...args: unknown[]) => unknown;
     client.query = ((...args: unknown[]) => {
-      const q = args[0] as string | { text: string };
-      statements.push(typeof q === "string" ? q : q.text);
+      const q = args[0] as string | { text: string; values?: unknown[] };
+      const text = typeof q === "string" ? q : q.text;
+      statements.push(text);
+      if (text.includes(".op_batch(")) batches.push(JSON.parse(String((typeof q === "string" ? (args[1] as unknown[]) : q.values!)[0])) as (typeof batches)[number]);
       return run(...args);
     }) as typeof client.query;
   });
@@ -32,9 +40,12 @@ beforeAll(async () => {
   meter = createMeter({ database: pool, plans: TEST_PLANS, meters: { "llm.tokens": { counter: "tokens" } }, sweepInterval: 0 });
   await meter.migrate();
   handler = createMeterHandler(meter, { secretKeys: SECRET, onError: () => {} });
+  batchedMeter = createMeter({ database: pool, plans: TEST_PLANS, meters: { "llm.tokens": { counter: "tokens" } }, sweepInterval: 0, batch: true });
+  batchedHandler = createMeterHandler(batchedMeter, { secretKeys: SECRET, onError: () => {} });
   for (const u of ["ann", "ben", "cat", "dan", "eve", "fay"]) await meter.upsertSubscription({ userId: u, planId: "pro" });
 });
 afterAll(async () => {
+  await batchedMeter.close();
   await meter.close();
   await pool.end();
   await inspect.end();
@@ -42,10 +53,11 @@ afterAll(async () => {
 });
 beforeEach(() => {
   statements.length = 0;
+  batches.length = 0;
 });
 
-const post = (path: string, body: unknown, key?: string, method = "POST") =>
-  handler(
+const post = (path: string, body: unknown, key?: string, method = "POST", to = handler) =>
+  to(
     new Request("http://meter.test" + path, {
       method,
       headers: { authorization: `Bearer ${SECRET}`, "content-type": "application/json", ...(key ? { "idempotency-key": key } : {}) },
@@ -211,4 +223,78 @@ test("every /v1 mutation binds its Idempotency-Key: reused with another body it 
     expect(res.status, name).toBe(409);
     expect(await ledgerState(), name).toEqual(before);
   }
+});
+
+describe("keyed requests on a meter with batch: true ride its batches (0041)", () => {
+  const USERS = Array.from({ length: 16 }, (_, i) => `bk-${i}`);
+  beforeAll(async () => {
+    for (const u of USERS) await meter.upsertSubscription({ userId: u, planId: "pro" });
+  });
+  /** A request to the batched meter's handler: its status and JSON body. */
+  const send = async (path: string, body: unknown, key?: string) => {
+    const res = await post(path, body, key, "POST", batchedHandler);
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+  /** The operations that rode a batch with their request's key. */
+  const claimedInBatches = () => batches.flat().filter((op) => op.claim !== undefined).length;
+
+  test("concurrent keyed reservations ride batches, each with its key claimed, one hold and one claim each", async () => {
+    const answers = await Promise.all(USERS.map((u, i) => send("/v1/reservations", { userId: u, meterKey: "llm.tokens", amount: 100 }, `bk-r-${i}`)));
+    for (const a of answers) expect(a).toMatchObject({ status: 200, body: { allowed: true } });
+    // 16 requests, far fewer statements: all but the first (an idle meter sends it at once) rode batches.
+    expect(claimedInBatches()).toBeGreaterThanOrEqual(8);
+    expect(roundTrips().filter((t) => /\.op_(batch|reserve|resolve)\(/.test(t)).length).toBeLessThan(16);
+    expect(await count("SELECT count(*) AS n FROM http_idempotency WHERE key LIKE 'bk-r-%'")).toBe(16);
+    expect(await count("SELECT count(*) AS n FROM holds WHERE user_id LIKE 'bk-%' AND status = 'open'")).toBe(16);
+    // Committed the same way (keyed commits), every hold resolves once.
+    const commits = await Promise.all(
+      answers.map((a, i) => send(`/v1/reservations/${encodeURIComponent(String(a.body.reservationId))}/commit`, { actual: 40 }, `bk-c-${i}`)),
+    );
+    for (const c of commits) expect(c).toMatchObject({ status: 200, body: { status: "committed", committed: 40 } });
+    expect(claimedInBatches()).toBeGreaterThanOrEqual(16);
+    for (const u of USERS) expect(await batchedMeter.audit(u)).toEqual([]);
+  });
+
+  test("inside one batch: a repeat answers the first result, another body is a 409 that wrote nothing, a failure frees its key", async () => {
+    const before = await count("SELECT count(*) AS n FROM entries");
+    const claimsBefore = await count("SELECT count(*) AS n FROM http_idempotency");
+    const body = (u: string, amount: number) => ({ userId: u, meterKey: "llm.tokens", amount });
+    // Gathered behind a first request that goes out alone, so the rest share a batch.
+    const [, same1, same2, diff1, diff2, bad, ...others] = await Promise.all([
+      send("/v1/reservations", body(USERS[0]!, 5), "bk2-lead"),
+      send("/v1/reservations", body(USERS[1]!, 7), "bk2-same"),
+      send("/v1/reservations", body(USERS[1]!, 7), "bk2-same"),
+      send("/v1/reservations", body(USERS[2]!, 9), "bk2-diff"),
+      send("/v1/reservations", body(USERS[2]!, 11), "bk2-diff"),
+      send("/v1/reservations/rsv_000000000000000000000000000a_bk-3/commit", { actual: 1 }, "bk2-bad"),
+      ...USERS.slice(4).map((u, i) => send("/v1/reservations", body(u, 3), `bk2-other-${i}`)),
+    ]);
+    // Each of the requests under test rode a batch with its key (the lead went out alone).
+    const keysInBatches = batches.flat().flatMap((op) => (op.claim ? [op.claim[0]] : []));
+    expect(keysInBatches.filter((k) => k === "bk2-same")).toHaveLength(2);
+    expect(keysInBatches.filter((k) => k === "bk2-diff")).toHaveLength(2);
+    expect(keysInBatches).toContain("bk2-bad");
+
+    // The repeat: the same reservation, one hold.
+    expect(same1).toMatchObject({ status: 200, body: { allowed: true } });
+    expect(same2).toEqual(same1);
+    expect(await count("SELECT count(*) AS n FROM holds WHERE user_id = $1 AND amount = 7", [USERS[1]])).toBe(1);
+    // Another body: exactly one of the two applied, the other is a conflict.
+    expect([diff1!.status, diff2!.status].sort()).toEqual([200, 409]);
+    expect([diff1, diff2].find((d) => d!.status === 409)!.body).toMatchObject({ error: { code: "conflict" } });
+    expect(await count("SELECT count(*) AS n FROM holds WHERE user_id = $1 AND amount IN (9, 11)", [USERS[2]])).toBe(1);
+    // The failure (no such reservation) answered alone and kept nothing.
+    expect(bad).toMatchObject({ status: 404, body: { error: { code: "not_found" } } });
+    for (const o of others) expect(o).toMatchObject({ status: 200, body: { allowed: true } });
+    // Entries: a reserve each for the lead, the repeat pair (once), the diff pair (once) and the others.
+    expect(await count("SELECT count(*) AS n FROM entries")).toBe(before + 3 + others.length);
+    expect(await count("SELECT count(*) AS n FROM http_idempotency")).toBe(claimsBefore + 3 + others.length);
+    expect(await count("SELECT count(*) AS n FROM http_idempotency WHERE key = 'bk2-bad'")).toBe(0);
+
+    // The freed key serves the corrected request.
+    const lead = await batchedMeter.reserve(USERS[3]!, "llm.tokens", 2);
+    const fixed = await send(`/v1/reservations/${encodeURIComponent(lead.allowed ? lead.reservationId : "")}/commit`, { actual: 1 }, "bk2-bad");
+    expect(fixed).toMatchObject({ status: 200, body: { status: "committed", committed: 1 } });
+    for (const u of USERS) expect(await batchedMeter.audit(u)).toEqual([]);
+  });
 });

@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { MeterError } from "../../src/core/errors.js";
 import { createMeter, type CreateMeterOptions, type Meter } from "../../src/server/index.js";
+import { claimedMeter } from "../../src/server/http/claimedMeter.js";
 import { clockPool } from "./clock.js";
 import { freshDatabase } from "./db.js";
 
@@ -10,17 +11,20 @@ import { freshDatabase } from "./db.js";
  * calls one after another; the batched one gets the whole wave at once, so all but its first
  * call share one op_batch, in arrival order. Calls in a wave may touch the same user and the
  * same hold (double commits, repeated idempotency keys), so the batch meets every case inside
- * one transaction. Used by test/server/batch.property.test.ts.
+ * one transaction. A call may come as a keyed `/v1` request would (`http`: its Idempotency-Key,
+ * claimed in the statement that writes, and on reserve and track also the ledger's key), so
+ * the batch meets claims too: repeats, a key reused with another request, a failure that frees
+ * its key. Used by test/server/batch.property.test.ts.
  */
 
 const MINUTE = 60_000;
 
 export type Call =
-  | { kind: "reserve"; user: number; amount: number; ttl: number; key: string | null }
+  | { kind: "reserve"; user: number; amount: number; ttl: number; key: string | null; http?: string | null }
   | { kind: "reserveMulti"; user: number; tokens: number; out: number; key: string | null }
-  | { kind: "commit"; hold: number; actual: number | null }
-  | { kind: "release"; hold: number }
-  | { kind: "track"; user: number; amount: number; refund: boolean; key: string | null }
+  | { kind: "commit"; hold: number; actual: number | null; http?: string | null }
+  | { kind: "release"; hold: number; http?: string | null }
+  | { kind: "track"; user: number; amount: number; refund: boolean; key: string | null; http?: string | null }
   | { kind: "unknownHold"; release: boolean }
   | { kind: "newUser"; user: number; amount: number }
   | { kind: "negative" };
@@ -34,12 +38,14 @@ export interface Wave {
 function callOf(users: number, keyEvery: number): fc.Arbitrary<Call> {
   const user = fc.nat({ max: users - 1 });
   const key = fc.oneof({ weight: keyEvery - 1, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.constantFrom("k0", "k1") });
+  // An HTTP Idempotency-Key: few of them, so requests meet on one (same or other request).
+  const http = fc.oneof({ weight: keyEvery - 1, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.constantFrom("h0", "h1", "h2") });
   return fc.oneof(
-  { weight: 5, arbitrary: fc.record({ kind: fc.constant("reserve" as const), user, amount: fc.constantFrom(50, 300, 700), ttl: fc.constantFrom(MINUTE, 60 * MINUTE), key }) },
+  { weight: 5, arbitrary: fc.record({ kind: fc.constant("reserve" as const), user, amount: fc.constantFrom(50, 300, 700), ttl: fc.constantFrom(MINUTE, 60 * MINUTE), key, http }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("reserveMulti" as const), user, tokens: fc.constantFrom(100, 400), out: fc.constantFrom(50, 500), key }) },
-  { weight: 5, arbitrary: fc.record({ kind: fc.constant("commit" as const), hold: fc.nat(), actual: fc.option(fc.integer({ min: 0, max: 900 }), { nil: null }) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant("release" as const), hold: fc.nat() }) },
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant("track" as const), user, amount: fc.integer({ min: 1, max: 400 }), refund: fc.boolean(), key }) },
+  { weight: 5, arbitrary: fc.record({ kind: fc.constant("commit" as const), hold: fc.nat(), actual: fc.option(fc.integer({ min: 0, max: 900 }), { nil: null }), http }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("release" as const), hold: fc.nat(), http }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant("track" as const), user, amount: fc.integer({ min: 1, max: 400 }), refund: fc.boolean(), key, http }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("unknownHold" as const), release: fc.boolean() }) },
   // A user the default plan subscribes on first contact; 2000 is refused (overage: reject).
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("newUser" as const), user, amount: fc.constantFrom(10, 2000) }) },
@@ -71,6 +77,8 @@ export interface Side {
   clock: ReturnType<typeof clockPool>;
   /** op_batch calls this side sent (so a test knows batches really formed). */
   batchCalls: number;
+  /** Operations that rode those batches with an HTTP Idempotency-Key to claim. */
+  claimsBatched: number;
   drop(): Promise<void>;
 }
 
@@ -82,8 +90,12 @@ export async function side(scenario: Scenario, batch: boolean): Promise<Side> {
     const c = client as unknown as { query: (...args: unknown[]) => unknown };
     const original = c.query.bind(client);
     c.query = (...args: unknown[]) => {
-      const q = args[0];
-      if (batch && String(typeof q === "string" ? q : (q as { text?: unknown }).text).includes(".op_batch(")) s.batchCalls++;
+      const q = args[0] as string | { text: string; values?: unknown[] };
+      if (batch && (typeof q === "string" ? q : q.text).includes(".op_batch(")) {
+        s.batchCalls++;
+        const ops = JSON.parse(String((typeof q === "string" ? (args[1] as unknown[]) : q.values!)[0])) as { claim?: unknown }[];
+        s.claimsBatched += ops.filter((op) => op.claim !== undefined).length;
+      }
       return original(...args);
     };
   });
@@ -93,6 +105,7 @@ export async function side(scenario: Scenario, batch: boolean): Promise<Side> {
     meter,
     clock,
     batchCalls: 0,
+    claimsBatched: 0,
     async drop() {
       await meter.close();
       await clock.pool.end();
@@ -118,9 +131,15 @@ export async function play(s: Side, scenario: Scenario, waves: Wave[], prefix: s
     await clock.set(new Date(now));
     const known = holds.length;
     const calls = w.calls.map((c) => (): Promise<unknown> => {
+      // A keyed /v1 request: its key claimed for this request (what it is and whom it is for),
+      // and, on reserve and track, also the ledger's key, as the routes pass it.
+      const http = "http" in c && c.http ? c.http : null;
+      const target = (c.kind === "commit" || c.kind === "release") && known > 0 ? holds[c.hold % known]!.id : null;
+      const meter = http ? claimedMeter(s.meter, { key: `${prefix}-${http}`, fingerprint: JSON.stringify({ ...c, hold: undefined, target, user: "user" in c ? users[c.user] : null }) }) : s.meter;
+      const key = http ? `${prefix}-${http}` : "key" in c ? c.key : null;
       switch (c.kind) {
         case "reserve":
-          return meter.reserve(users[c.user]!, "tokens", c.amount, { ttl: c.ttl, ...(c.key ? { idempotencyKey: c.key } : {}) });
+          return meter.reserve(users[c.user]!, "tokens", c.amount, { ttl: c.ttl, ...(key ? { idempotencyKey: key } : {}) });
         case "reserveMulti":
           return meter.reserve(users[c.user]!, { tokens: c.tokens, out: c.out }, c.key ? { idempotencyKey: c.key } : {});
         case "commit": {
@@ -132,7 +151,7 @@ export async function play(s: Side, scenario: Scenario, waves: Wave[], prefix: s
         case "release":
           return known === 0 ? meter.release("rsv_none") : meter.release(holds[c.hold % known]!.id);
         case "track":
-          return meter.track(users[c.user]!, c.refund ? "tokens.refund" : "tokens", c.amount, c.key ? { idempotencyKey: c.key } : {});
+          return meter.track(users[c.user]!, c.refund ? "tokens.refund" : "tokens", c.amount, key ? { idempotencyKey: key } : {});
         case "unknownHold":
           return c.release ? meter.release("rsv_unknown") : meter.commit("rsv_unknown", { actual: 1 });
         case "newUser":

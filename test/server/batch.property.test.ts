@@ -106,6 +106,8 @@ describe.each(SCENARIOS)("$name", ({ scenario, maxCalls, keyEvery, numRuns, hand
       { numRuns },
     );
     expect(batched.batchCalls).toBeGreaterThan(numRuns);
+    // Keyed requests (HTTP Idempotency-Keys) rode the batches too (0041).
+    expect(batched.claimsBatched).toBeGreaterThan(0);
   });
 
   if (handPicked) {

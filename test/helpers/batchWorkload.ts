@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { MeterError } from "../../src/core/errors.js";
 import { createMeter, type CreateMeterOptions, type Meter } from "../../src/server/index.js";
 import { claimedMeter } from "../../src/server/http/claimedMeter.js";
+import { batchOps } from "./batchOps.js";
 import { clockPool } from "./clock.js";
 import { freshDatabase } from "./db.js";
 
@@ -90,10 +91,9 @@ export async function side(scenario: Scenario, batch: boolean): Promise<Side> {
     const c = client as unknown as { query: (...args: unknown[]) => unknown };
     const original = c.query.bind(client);
     c.query = (...args: unknown[]) => {
-      const q = args[0] as string | { text: string; values?: unknown[] };
-      if (batch && (typeof q === "string" ? q : q.text).includes(".op_batch(")) {
+      const ops = batch ? batchOps(args) : null;
+      if (ops) {
         s.batchCalls++;
-        const ops = JSON.parse(String((typeof q === "string" ? (args[1] as unknown[]) : q.values!)[0])) as { claim?: unknown }[];
         s.claimsBatched += ops.filter((op) => op.claim !== undefined).length;
       }
       return original(...args);
@@ -149,7 +149,7 @@ export async function play(s: Side, scenario: Scenario, waves: Wave[], prefix: s
           return meter.commit(h.id, { actual: h.multi ? { tokens: c.actual, out: Math.floor(c.actual / 2) } : c.actual });
         }
         case "release":
-          return known === 0 ? meter.release("rsv_none") : meter.release(holds[c.hold % known]!.id);
+          return meter.release(target ?? "rsv_none");
         case "track":
           return meter.track(users[c.user]!, c.refund ? "tokens.refund" : "tokens", c.amount, key ? { idempotencyKey: key } : {});
         case "unknownHold":

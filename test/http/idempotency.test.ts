@@ -2,6 +2,7 @@ import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { createMeter, createMeterHandler, type Meter, type MeterHandler } from "../../src/server/index.js";
 import { ROUTES } from "../../src/server/http/routes.js";
+import { batchOps, type BatchOp } from "../helpers/batchOps.js";
 import { freshDatabase } from "../helpers/db.js";
 import { TEST_PLANS } from "../helpers/meter.js";
 import { SECRET } from "./fixtures.js";
@@ -21,7 +22,7 @@ let batchedHandler: MeterHandler;
 /** Every statement the meter's pool ran, in order. */
 const statements: string[] = [];
 /** The operations of every op_batch call, in order. */
-const batches: { fn: string; claim?: [string, string] }[][] = [];
+const batches: BatchOp[][] = [];
 
 beforeAll(async () => {
   db = await freshDatabase();
@@ -29,10 +30,10 @@ beforeAll(async () => {
   pool.on("connect", (client) => {
     const run = client.query.bind(client) as (...args: unknown[]) => unknown;
     client.query = ((...args: unknown[]) => {
-      const q = args[0] as string | { text: string; values?: unknown[] };
-      const text = typeof q === "string" ? q : q.text;
-      statements.push(text);
-      if (text.includes(".op_batch(")) batches.push(JSON.parse(String((typeof q === "string" ? (args[1] as unknown[]) : q.values!)[0])) as (typeof batches)[number]);
+      const q = args[0] as string | { text: string };
+      statements.push(typeof q === "string" ? q : q.text);
+      const ops = batchOps(args);
+      if (ops) batches.push(ops);
       return run(...args);
     }) as typeof client.query;
   });

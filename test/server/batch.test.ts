@@ -4,6 +4,7 @@ import { MeterError } from "../../src/core/errors.js";
 import { createMeter, type CreateMeterOptions, type Meter } from "../../src/server/index.js";
 import { internalsOf } from "../../src/server/internals.js";
 import { reservationUser } from "../../src/server/ledger/reservationId.js";
+import { batchOps, type BatchOp } from "../helpers/batchOps.js";
 import { freshDatabase } from "../helpers/db.js";
 
 const PLANS: CreateMeterOptions["plans"] = {
@@ -42,7 +43,6 @@ function recordedMeter(options: Partial<CreateMeterOptions> = {}, max = 8): { me
 }
 
 /** One operation of an op_batch call, as the batcher sends it. */
-type BatchOp = { fn: string; args: unknown[] };
 
 /**
  * Watches a meter's op_batch calls: the size of each, and the most in flight at once; `onSend`
@@ -64,10 +64,8 @@ async function watchBatches(meter: Meter, onSend?: (ops: BatchOp[]) => (() => vo
     const c = client as unknown as { query: (...args: unknown[]) => Promise<unknown> };
     const original = c.query.bind(client);
     c.query = (...args: unknown[]) => {
-      const text = String((args[0] as { text?: unknown }).text ?? args[0]);
-      if (!text.includes(".op_batch(")) return original(...args);
-      const values = (args[0] as { values?: unknown[] }).values ?? (args[1] as unknown[]);
-      const ops = JSON.parse(String(values[0])) as BatchOp[];
+      const ops = batchOps(args);
+      if (!ops) return original(...args);
       seen.sizes.push(ops.length);
       seen.most = Math.max(seen.most, ++inFlight);
       const answered = onSend?.(ops);

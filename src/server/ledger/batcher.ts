@@ -2,7 +2,7 @@ import type pg from "pg";
 import { MeterError } from "../../core/errors.js";
 import { query, statementName, toMeterError } from "../db.js";
 import type { LedgerClaim } from "./context.js";
-import { ledgerStatement } from "./ledgerStatement.js";
+import { runAlone } from "./runAlone.js";
 import { reservationUser } from "./reservationId.js";
 
 /** `createMeter({ batch })`: coalescing of concurrent ledger calls (see docs/server.md, "Batched path"). */
@@ -103,8 +103,8 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
   const busy = new Map<string, number>();
   /** Batches in flight with a call whose user only the database knows. */
   let unknownInFlight = 0;
-  const hold = (batch: Pending[], step: 1 | -1) => {
-    for (const u of new Set(batch.map((p) => p.user))) {
+  const hold = (users: Set<string | null>, step: 1 | -1) => {
+    for (const u of users) {
       if (u === null) unknownInFlight += step;
       else if (step === 1) busy.set(u, (busy.get(u) ?? 0) + 1);
       else if (busy.get(u) === 1) busy.delete(u);
@@ -172,11 +172,12 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
       if (batch.length === 0) break;
       inFlight++;
       opsInFlight += batch.length;
-      hold(batch, 1);
+      const users = new Set(batch.map((p) => p.user));
+      hold(users, 1);
       void send(batch).finally(() => {
         inFlight--;
         opsInFlight -= batch.length;
-        hold(batch, -1);
+        hold(users, -1);
         // A lone call answered with nobody waiting: nothing to gather, so its caller's next
         // call leaves at once too (one client in a loop pays nothing, not even a turn).
         if (batch.length > 1 || queue.length > 0) schedule();
@@ -192,10 +193,8 @@ export function createBatcher(pool: pg.Pool, schema: string, options: Required<B
   const send = async (batch: Pending[]): Promise<void> => {
     if (batch.length === 1) {
       const p = batch[0]!;
-      const { text, values } = ledgerStatement(schema, p.fn, p.params, p.claim);
       try {
-        const { rows } = await query<{ r: unknown }>(pool, text, values, statementName(text));
-        p.resolve(rows[0]!.r);
+        p.resolve(await runAlone(pool, schema, p.fn, p.params, p.claim));
       } catch (err) {
         p.reject(err);
       }

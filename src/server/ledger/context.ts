@@ -1,8 +1,7 @@
 import type pg from "pg";
-import { query, statementName } from "../db.js";
 import type { ResolvedConfig } from "../config.js";
 import { BATCHED_FUNCTIONS, type Batcher } from "./batcher.js";
-import { ledgerStatement } from "./ledgerStatement.js";
+import { runAlone } from "./runAlone.js";
 
 /** What every ledger operation needs: the pool, the schema, the checked configuration. */
 export interface LedgerContext {
@@ -35,7 +34,7 @@ export interface LedgerClaim {
  * Calls one ledger function: a single statement, so a single round trip; the advisory lock
  * is taken and released inside Postgres. The statement is named, so each connection parses
  * and plans it once (see `query`). With a `claim`, the same statement first claims the HTTP
- * `Idempotency-Key` (see {@link ledgerStatement}). With batching on, a hot-path call, claimed or
+ * `Idempotency-Key` (see {@link runAlone}). With batching on, a hot-path call, claimed or
  * not, may share one statement (and its transaction) with other calls; it answers the same
  * either way (0041_batch_claims.sql: a claim in a batch is made right before its operation).
  *
@@ -46,14 +45,10 @@ export interface LedgerClaim {
  */
 export async function callLedger<T>(ctx: LedgerContext, fn: string, params: unknown[], announce?: string | null): Promise<T> {
   await ctx.ready();
-  let r: T;
-  if (ctx.batcher && BATCHED_FUNCTIONS.has(fn)) {
-    r = await ctx.batcher.call<T>(fn, params, ctx.claim);
-  } else {
-    const { text, values } = ledgerStatement(ctx.schema, fn, params, ctx.claim);
-    const { rows } = await query<{ r: T }>(ctx.pool, text, values, statementName(text));
-    r = rows[0]!.r;
-  }
+  const r =
+    ctx.batcher && BATCHED_FUNCTIONS.has(fn)
+      ? await ctx.batcher.call<T>(fn, params, ctx.claim)
+      : await runAlone<T>(ctx.pool, ctx.schema, fn, params, ctx.claim);
   const who = announce === undefined ? (r as { userId?: unknown } | null)?.userId : announce;
   if (typeof who === "string") ctx.announce(who);
   return r;

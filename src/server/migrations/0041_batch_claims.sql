@@ -8,11 +8,13 @@
 -- claim that conflicts, or an operation that fails, rolls back with its own claim only: the key
 -- stays free for the corrected request, and the batch's other operations answer as before.
 -- Same rules as a lone claimed call (docs/http.md), with one difference of order: a batch takes
--- its locks first, then claims; a lone call claims, then locks. A claim waits only for a
--- request with the same key still in flight (its row's insert lock), which a batch can meet
--- only from another process (in one process, a batch beside another takes no user the other
--- holds, and a key belongs to one user's request); the two wait for each other at worst until
--- the deadlock detector ends one, which, as any error, fails that operation alone.
+-- its locks first, then claims; a lone call claims, then locks. A claim waits only while another
+-- transaction has claimed the same key and not yet ended (a request with that key still in
+-- flight: its row's insert lock); a batch waits for it holding its own locks. Two transactions
+-- that each claimed a key the other claims next (requests reusing each other's keys at the same
+-- moment) deadlock until Postgres's detector ends one: a lone call answers `unavailable` (safe
+-- to retry); a batch's first run rolls back and the batch reruns one operation per
+-- subtransaction, where a second deadlock fails that operation alone.
 -- Runs with search_path set to the meter's schema, like 0001.
 
 -- op_batch as 0040's, with the claims: read once when the batch is unpacked, kept off the set

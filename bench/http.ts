@@ -8,6 +8,10 @@
  *      fresh `idempotencyKey` on reserve too. A third row, direct without a key, shows what the
  *      key itself costs; two more, the same pairs with `batch: true` on both sides (a direct
  *      batched meter, and a handler process whose meter batches: keyed requests ride its batches);
+ *      and a floor: the same pair through a bare `node:http` route in the handler's process that
+ *      calls the meter directly (no secret key, checks, claim or client library) — the least an
+ *      HTTP hop costs on this machine, so the HTTP ratio can be read against what any HTTP
+ *      transport could reach;
  *  (2) live fan-out: 1,000 open SSE streams across 100 users; time from a commit to its event
  *      on each of the user's streams (p50/p99, goal p99 ≤ 100 ms) and server memory per stream.
  *      Where the time goes: when the commit returned, and when a listener of our own heard its
@@ -28,6 +32,7 @@ import { createMeterClient } from "../src/client/index.js";
 import type { MeterApi } from "../src/core/types.js";
 import { createMeter, createMeterHandler, toNodeHandler, type CreateMeterOptions } from "../src/server/index.js";
 import { liveStats } from "../src/server/live/liveHub.js";
+import { createFloorServer, floorPair } from "./httpFloor.js";
 import { loadFor, percentile, table } from "./util.js";
 import { internalsOf } from "../src/server/internals.js";
 
@@ -53,7 +58,7 @@ const meterOptions = (databaseUrl: string): CreateMeterOptions => ({
 });
 
 type Stats = { memory: NodeJS.MemoryUsage; streams: number; connections: number; cpu: NodeJS.CpuUsage };
-type FromServer = { port: number } | Stats;
+type FromServer = { port: number; floorPort: number } | Stats;
 
 /** The server process: the Web handler on node:http, answering memory questions over IPC. */
 async function serve(databaseUrl: string): Promise<void> {
@@ -70,15 +75,22 @@ async function serve(databaseUrl: string): Promise<void> {
   const server = createServer(toNodeHandler(handler));
   let connections = 0;
   server.on("connection", () => connections++);
-  server.listen(0, "127.0.0.1", () => process.send!({ port: (server.address() as AddressInfo).port } satisfies FromServer));
+  // The floor: the least an HTTP hop to this meter can cost (bench/httpFloor.ts).
+  const floor = createFloorServer(meter);
+  await new Promise<void>((r) => floor.listen(0, "127.0.0.1", r));
+  floor.on("connection", () => connections++);
+  server.listen(0, "127.0.0.1", () =>
+    process.send!({ port: (server.address() as AddressInfo).port, floorPort: (floor.address() as AddressInfo).port } satisfies FromServer));
   process.on("message", (m: string) => {
     if (m === "memory") {
       const cpu = process.cpuUsage(); // before the collections below, which are ours, not the server's
       for (let i = 0; i < 3; i++) gc();
       process.send!({ memory: process.memoryUsage(), streams: liveStats(internalsOf(meter))?.streams ?? 0, connections, cpu } satisfies FromServer);
     } else if (m === "exit") {
-      server.closeAllConnections();
-      server.close();
+      for (const srv of [server, floor]) {
+        srv.closeAllConnections();
+        srv.close();
+      }
       void meter.close().finally(() => process.exit(0));
     }
   });
@@ -87,7 +99,7 @@ async function serve(databaseUrl: string): Promise<void> {
 if (process.argv.includes(SERVER_FLAG)) await serve(process.env.DATABASE_URL!);
 
 /** The handler's process; `batch`: its meter has `batch: true`. */
-function startServer(databaseUrl: string, batch = false): Promise<{ child: ChildProcess; url: string; ask(): Promise<Stats> }> {
+function startServer(databaseUrl: string, batch = false): Promise<{ child: ChildProcess; url: string; floorUrl: string; ask(): Promise<Stats> }> {
   const child = fork(fileURLToPath(import.meta.url), [SERVER_FLAG], {
     execArgv: ["--import", "tsx"],
     env: { ...process.env, DATABASE_URL: databaseUrl, BENCH_HTTP_SERVER_BATCH: batch ? "1" : "0" },
@@ -100,6 +112,7 @@ function startServer(databaseUrl: string, batch = false): Promise<{ child: Child
       resolve({
         child,
         url: `http://127.0.0.1:${m.port}`,
+        floorUrl: `http://127.0.0.1:${m.floorPort}`,
         ask: () =>
           new Promise((res) => {
             child.once("message", (r: FromServer) => res(r as Stats));
@@ -174,18 +187,20 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
       await api.commit(r.reservationId, { actual: 400 });
       return performance.now() - t0;
     };
+    const floorRun = floorPair(server.floorUrl, users, Math.max(...CLIENTS));
     const modes = [
       { mode: "direct meter, idempotencyKey on reserve", run: pair(meter, true) },
       { mode: "meterkit/client over HTTP", run: pair(client, false) }, // the client sends its own keys
       { mode: "direct meter, no key", run: pair(meter, false) },
+      { mode: "floor: bare node:http route calling the meter (key on reserve)", run: floorRun },
       { mode: "batch: true — direct meter, idempotencyKey on reserve", run: pair(batchedMeter!, true), server: batchedServer! },
       { mode: "batch: true — meterkit/client over HTTP", run: pair(batchedClient, false), server: batchedServer! },
     ];
     const runs = new Map<string, { rates: number[]; latencies: number[]; connections: number[] }>();
-    // The three unbatched modes interleaved, then the two batched ones interleaved: a batched
+    // The four unbatched modes interleaved, then the two batched ones interleaved: a batched
     // cell writes 2–4× the rows of the others, and the vacuum and WAL work it leaves behind must
     // not fall on the unbatched cells that follow it.
-    for (const group of [modes.slice(0, 3), modes.slice(3)]) for (let rep = 0; rep < REPETITIONS; rep++) {
+    for (const group of [modes.slice(0, 4), modes.slice(4)]) for (let rep = 0; rep < REPETITIONS; rep++) {
       for (const clients of CLIENTS) {
         for (const m of group) {
           const { mode, run } = m;
@@ -223,8 +238,10 @@ export default async function httpBench({ databaseUrl }: { databaseUrl: string }
         clients,
         "HTTP / direct (same work)": rate(1) / rate(0),
         "HTTP / direct without key": rate(1) / rate(2),
-        "batch: true, HTTP / direct (same work)": rate(4) / rate(3),
-        "batch: true HTTP / unbatched HTTP": rate(4) / rate(1),
+        "floor: bare HTTP hop / direct (same work)": rate(3) / rate(0),
+        "HTTP / floor": rate(1) / rate(3),
+        "batch: true, HTTP / direct (same work)": rate(5) / rate(4),
+        "batch: true HTTP / unbatched HTTP": rate(5) / rate(1),
       });
     }
     table(`reserve+commit: remote client over HTTP vs direct (${REPETITIONS} × ${SECONDS} s per cell, interleaved; p50/p99 over all repetitions)`, rows);

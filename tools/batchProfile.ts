@@ -13,8 +13,8 @@
  * for a CPU profile. `PROFILE_STATEMENTS=1` loads pg_stat_statements (track = all) and prints,
  * per side, the statements that ran inside Postgres: µs per op_batch call (or per operation
  * unbatched), calls and plannings per batch, nested statements included, largest first.
- * Every side also prints WAL bytes, records, full-page images and flushes per operation
- * (pg_stat_wal, pg_stat_io), the table scans per operation (a sequential scan here means a
+ * Every side also prints WAL bytes, records, full-page images and flushes per operation with
+ * the time each flush took (pg_stat_wal, pg_stat_io, `track_wal_io_timing`), the table scans per operation (a sequential scan here means a
  * plan went wrong) and, batched, the share of the run with 0, 1, 2… batches in flight;
  * `PROFILE_WAL=1` adds the WAL by record type (pg_walinspect).
  */
@@ -82,14 +82,18 @@ async function tableScans(pool: pg.Pool): Promise<Map<string, number[]>> {
   return new Map(rows.map((r) => [r.t, [Number(r.s), Number(r.r), Number(r.i)]]));
 }
 
-/** The server's WAL counters (pg_stat_wal): bytes, records, full-page images, flushes (fsyncs). */
-async function walStats(pool: pg.Pool): Promise<{ bytes: number; records: number; fpi: number; syncs: number }> {
-  const { rows } = await pool.query<{ bytes: string; records: string; fpi: string; syncs: string }>(
+/**
+ * The server's WAL counters (pg_stat_wal, pg_stat_io): bytes, records, full-page images, flushes
+ * (fsyncs) and the milliseconds spent in them (the server runs with `track_wal_io_timing`).
+ */
+async function walStats(pool: pg.Pool): Promise<{ bytes: number; records: number; fpi: number; syncs: number; syncMs: number }> {
+  const { rows } = await pool.query<{ bytes: string; records: string; fpi: string; syncs: string; ms: string }>(
     "SELECT wal_bytes::text AS bytes, wal_records::text AS records, wal_fpi::text AS fpi, " +
-      "(SELECT sum(fsyncs)::text FROM pg_stat_io WHERE object = 'wal') AS syncs FROM pg_stat_wal",
+      "(SELECT sum(fsyncs)::text FROM pg_stat_io WHERE object = 'wal') AS syncs, " +
+      "(SELECT sum(fsync_time)::text FROM pg_stat_io WHERE object = 'wal') AS ms FROM pg_stat_wal",
   );
   const r = rows[0]!;
-  return { bytes: Number(r.bytes), records: Number(r.records), fpi: Number(r.fpi), syncs: Number(r.syncs ?? 0) };
+  return { bytes: Number(r.bytes), records: Number(r.records), fpi: Number(r.fpi), syncs: Number(r.syncs ?? 0), syncMs: Number(r.ms ?? 0) };
 }
 
 /** The WAL written between two positions, by record type (pg_walinspect): records and bytes per operation. */
@@ -157,6 +161,7 @@ const db = await startEmbeddedPostgres({
   settings: {
     max_connections: 400,
     shared_buffers: "256MB",
+    track_wal_io_timing: "on",
     ...(STATEMENTS ? { shared_preload_libraries: "pg_stat_statements", "pg_stat_statements.track": "all", "pg_stat_statements.track_planning": "on" } : {}),
   },
 });
@@ -243,7 +248,8 @@ try {
     console.log(
       `WAL per op: ${((wal1.bytes - wal0.bytes) / ops).toFixed(0)} bytes, ${((wal1.records - wal0.records) / ops).toFixed(1)} records, ` +
         `${((wal1.fpi - wal0.fpi) / ops).toFixed(2)} full-page images; ${((wal1.syncs - wal0.syncs) / r.seconds).toFixed(0)} WAL flushes/s, ` +
-        `${((wal1.bytes - wal0.bytes) / Math.max(1, wal1.syncs - wal0.syncs) / 1024).toFixed(1)} KiB each`,
+        `${((wal1.bytes - wal0.bytes) / Math.max(1, wal1.syncs - wal0.syncs) / 1024).toFixed(1)} KiB each, ` +
+        `${((wal1.syncMs - wal0.syncMs) / Math.max(1, wal1.syncs - wal0.syncs)).toFixed(2)} ms each`,
     );
     console.log(
       `scans per op (sequential scans / rows they read / index scans): ${[...scans1.entries()]

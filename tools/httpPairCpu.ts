@@ -1,6 +1,7 @@
 /**
  * `npx tsx tools/httpPairCpu.ts`: where the CPU of one reserve+commit pair goes, direct and over
- * HTTP (the pair and the handler process of `bench/http.ts`): CPU µs per pair of the calling
+ * HTTP (the pair and the handler process of `bench/http.ts`) and through the bare HTTP floor of
+ * `bench/httpFloor.ts` in the same process: CPU µs per pair of the calling
  * process, of the handler process and of PostgreSQL (every backend and auxiliary process of the
  * embedded server, fsync on), context switches per pair (voluntary + involuntary), pairs/s.
  * `CLIENTS` (default 1), `SECONDS` per cell (default 4), `ROUNDS` (default 2; the modes alternate).
@@ -16,6 +17,7 @@ import pg from "pg";
 import { createMeterClient } from "../src/client/index.js";
 import type { MeterApi } from "../src/core/types.js";
 import { createMeter } from "../src/server/index.js";
+import { floorPair } from "../bench/httpFloor.js";
 import { benchDatabase, loadFor } from "../bench/util.js";
 
 const CLIENTS = Number(process.env.CLIENTS ?? 1);
@@ -43,7 +45,7 @@ const child = fork(fileURLToPath(new URL("../bench/http.ts", import.meta.url)), 
   env: { ...process.env, DATABASE_URL: db.url },
   stdio: ["ignore", "inherit", "inherit", "ipc"],
 });
-const port = await new Promise<number>((r) => child.once("message", (m: { port: number }) => r(m.port)));
+const { port, floorPort } = await new Promise<{ port: number; floorPort: number }>((r) => child.once("message", r));
 /** CPU µs (user, system) and context switches (voluntary, involuntary) of a process, from /proc. */
 function proc(pid: number): number[] {
   const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
@@ -75,6 +77,8 @@ const pair = (api: MeterApi, key: boolean) => async (w: number) => {
 const modes = [
   { mode: "direct, key on reserve", run: pair(meter, true) },
   { mode: "HTTP client", run: pair(client, false) },
+  // The same pair through a bare node:http route in the handler's process (bench/httpFloor.ts).
+  { mode: "HTTP floor", run: floorPair(`http://127.0.0.1:${floorPort}`, users, Math.max(CLIENTS, 1)) },
 ];
 const rates = new Map<string, number[]>();
 for (let round = 0; round < ROUNDS; round++) {

@@ -1,6 +1,6 @@
 import pg from "pg";
 import { createMeter, type BatchOptions, type Meter } from "../src/server/index.js";
-import { baselinePair, loadFor, percentile, setupBaseline, table } from "./util.js";
+import { baselinePair, benchUser, loadFor, meterPair, percentile, setupBaseline, table } from "./util.js";
 
 const USERS = 10_000;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -32,21 +32,14 @@ export default async function batchBench({ databaseUrl }: { databaseUrl: string 
                     SELECT 'u' || i, 'bench', now() FROM generate_series(0, ${USERS - 1}) i ON CONFLICT DO NOTHING`);
   await setupBaseline(pool, USERS);
 
-  const pair = (meter: Meter, user: string) => async () => {
-    const t0 = performance.now();
-    const r = await meter.reserve(user, "tokens", 1000);
-    const lat = performance.now() - t0;
-    if (!r.allowed) throw new Error("bench reserve denied");
-    await meter.commit(r.reservationId, { actual: 400 });
-    return lat;
-  };
+  const pair = (meter: Meter, user: string) => () => meterPair(meter, user);
 
   const rows: Array<Record<string, string | number>> = [];
   const MODES = (process.env.BENCH_MODES ?? "spread,hot").split(",");
   const CLIENTS = (process.env.BENCH_CLIENTS ?? "1,8,32,64").split(",").map(Number);
   for (const mode of (["spread", "hot"] as const).filter((m) => MODES.includes(m))) {
     for (const clients of CLIENTS) {
-      const user = (w: number, i: number) => (mode === "hot" ? "u0" : `u${(w * 7919 + i * 104729) % USERS}`);
+      const user = (w: number, i: number) => benchUser(mode, USERS, w, i);
       const runs = { batched: [] as number[], unbatched: [] as number[], baseline: [] as number[] };
       const lat = { batched: [] as number[], unbatched: [] as number[], baseline: [] as number[] };
       for (let rep = 0; rep < REPETITIONS; rep++) {

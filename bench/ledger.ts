@@ -1,6 +1,6 @@
 import pg from "pg";
 import { createMeter } from "../src/server/index.js";
-import { baselinePair, loadFor, percentile, setupBaseline, table } from "./util.js";
+import { baselinePair, benchUser, loadFor, meterPair, percentile, setupBaseline, table } from "./util.js";
 
 const USERS = 10_000;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -41,15 +41,8 @@ export default async function ledgerBench({ databaseUrl }: { databaseUrl: string
   const rows: Array<Record<string, string | number>> = [];
   for (const mode of MODES) {
     for (const clients of CLIENTS) {
-      const user = (w: number, i: number) => (mode === "hot" ? "u0" : `u${(w * 7919 + i * 104729) % USERS}`);
-      const ours = () => loadFor(clients, SECONDS * 1000, async (w, i) => {
-        const t0 = performance.now();
-        const r = await meter.reserve(user(w, i), "tokens", 1000);
-        const lat = performance.now() - t0;
-        if (!r.allowed) throw new Error("bench reserve denied");
-        await meter.commit(r.reservationId, { actual: 400 });
-        return lat;
-      });
+      const user = (w: number, i: number) => benchUser(mode, USERS, w, i);
+      const ours = () => loadFor(clients, SECONDS * 1000, (w, i) => meterPair(meter, user(w, i)));
       const base = () => loadFor(clients, SECONDS * 1000, (w, i) => baselinePair(pool, user(w, i)));
       // The same pair holding two counters (input and output tokens) under one reservation id.
       const multi = () => loadFor(clients, SECONDS * 1000, async (w, i) => {

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import type { MeterApi } from "../src/core/types.js";
 import { startEmbeddedPostgres } from "../src/testing/startEmbeddedPostgres.js";
 
 export { freePort } from "../src/testing/startEmbeddedPostgres.js";
@@ -70,5 +71,23 @@ export async function baselinePair(pool: pg.Pool, user: string): Promise<number>
   const lat = performance.now() - t0;
   if (r.rowCount !== 1) throw new Error("baseline reserve denied");
   await pool.query("UPDATE bench_baseline SET held = held - $2, used = used + $3 WHERE user_id = $1", [user, 1000, 400]);
+  return lat;
+}
+
+/**
+ * The user a benchmark client picks for its `i`-th pair: `u0` on one hot user, else spread over
+ * `users` users (`u0…u{users-1}`) so concurrent clients rarely meet.
+ */
+export function benchUser(mode: string, users: number, worker: number, i: number): string {
+  return mode === "hot" ? "u0" : `u${(worker * 7919 + i * 104729) % users}`;
+}
+
+/** One meterkit reserve (1000 tokens) + commit (400) pair for `user`; returns the reserve's latency in ms. */
+export async function meterPair(meter: MeterApi, user: string): Promise<number> {
+  const t0 = performance.now();
+  const r = await meter.reserve(user, "tokens", 1000);
+  const lat = performance.now() - t0;
+  if (!r.allowed) throw new Error("bench reserve denied");
+  await meter.commit(r.reservationId, { actual: 400 });
   return lat;
 }

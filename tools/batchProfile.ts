@@ -23,7 +23,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import pg from "pg";
 import { createMeter, type BatchOptions, type Meter } from "../src/server/index.js";
 import { internalsOf } from "../src/server/internals.js";
-import { baselinePair, loadFor, percentile, setupBaseline } from "../bench/util.js";
+import { baselinePair, benchUser, loadFor, meterPair, percentile, setupBaseline } from "../bench/util.js";
 import { startEmbeddedPostgres } from "../src/testing/startEmbeddedPostgres.js";
 
 const USERS = 10_000;
@@ -183,15 +183,8 @@ try {
   await setupBaseline(pool, USERS);
   if (STATEMENTS) await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
   if (WAL_RECORDS) await pool.query("CREATE EXTENSION IF NOT EXISTS pg_walinspect");
-  const user = (w: number, i: number) => (MODE === "hot" ? "u0" : `u${(w * 7919 + i * 104729) % USERS}`);
-  const pair = (meter: Meter, u: string) => async () => {
-    const t0 = performance.now();
-    const r = await meter.reserve(u, "tokens", 1000);
-    const lat = performance.now() - t0;
-    if (!r.allowed) throw new Error("bench reserve denied");
-    await meter.commit(r.reservationId, { actual: 400 });
-    return lat;
-  };
+  const user = (w: number, i: number) => benchUser(MODE, USERS, w, i);
+  const pair = (meter: Meter, u: string) => () => meterPair(meter, u);
   // `c2` is the batched meter with { concurrency: 2 } (others as BENCH_BATCH); PROFILE_REPS
   // rounds of every side in turn, so load from elsewhere hits them alike.
   const meters = new Map<string, Meter>([["batched", batched], ["unbatched", unbatched]]);

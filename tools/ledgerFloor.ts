@@ -24,7 +24,7 @@
  */
 import pg from "pg";
 import { createMeter } from "../src/server/index.js";
-import { baselinePair, benchDatabase, loadFor, percentile, setupBaseline, table } from "../bench/util.js";
+import { baselinePair, benchDatabase, benchUser, loadFor, meterPair, percentile, setupBaseline, table } from "../bench/util.js";
 
 const USERS = 10_000;
 const SECONDS = Number(process.env.FLOOR_SECONDS ?? 2);
@@ -158,17 +158,10 @@ try {
   const rows: Array<Record<string, string | number>> = [];
   for (const mode of MODES) {
     for (const clients of CLIENTS) {
-      const user = (w: number, i: number) => (mode === "hot" ? "u0" : `u${(w * 7919 + i * 104729) % USERS}`);
+      const user = (w: number, i: number) => benchUser(mode, USERS, w, i);
       const runs = { meter: [] as Run[], floor: [] as Run[], bare: [] as Run[], base: [] as Run[] };
       for (let rep = 0; rep < REPS; rep++) {
-        runs.meter.push(await loadFor(clients, SECONDS * 1000, async (w, i) => {
-          const t0 = performance.now();
-          const r = await meter.reserve(user(w, i), "tokens", 1000);
-          const lat = performance.now() - t0;
-          if (!r.allowed) throw new Error("denied");
-          await meter.commit(r.reservationId, { actual: 400 });
-          return lat;
-        }));
+        runs.meter.push(await loadFor(clients, SECONDS * 1000, (w, i) => meterPair(meter, user(w, i))));
         runs.floor.push(await loadFor(clients, SECONDS * 1000, (w, i) => floorPair(pool, "ledger_floor", user(w, i))));
         runs.bare.push(await loadFor(clients, SECONDS * 1000, (w, i) => floorPair(pool, "ledger_floor_bare", user(w, i))));
         runs.base.push(await loadFor(clients, SECONDS * 1000, (w, i) => baselinePair(pool, user(w, i))));

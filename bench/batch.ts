@@ -1,5 +1,5 @@
 import pg from "pg";
-import { createMeter, type BatchOptions, type Meter } from "../src/server/index.js";
+import { createMeter, type BatchOptions } from "../src/server/index.js";
 import { baselinePair, benchUser, loadFor, meterPair, percentile, setupBaseline, table } from "./util.js";
 
 const USERS = 10_000;
@@ -32,8 +32,6 @@ export default async function batchBench({ databaseUrl }: { databaseUrl: string 
                     SELECT 'u' || i, 'bench', now() FROM generate_series(0, ${USERS - 1}) i ON CONFLICT DO NOTHING`);
   await setupBaseline(pool, USERS);
 
-  const pair = (meter: Meter, user: string) => () => meterPair(meter, user);
-
   const rows: Array<Record<string, string | number>> = [];
   const MODES = (process.env.BENCH_MODES ?? "spread,hot").split(",");
   const CLIENTS = (process.env.BENCH_CLIENTS ?? "1,8,32,64").split(",").map(Number);
@@ -45,7 +43,7 @@ export default async function batchBench({ databaseUrl }: { databaseUrl: string 
       for (let rep = 0; rep < REPETITIONS; rep++) {
         for (const side of ["batched", "unbatched", "baseline"] as const) {
           const r = await loadFor(clients, SECONDS * 1000, (w, i) =>
-            side === "baseline" ? baselinePair(pool, user(w, i)) : pair(side === "batched" ? batched : unbatched, user(w, i))(),
+            side === "baseline" ? baselinePair(pool, user(w, i)) : meterPair(side === "batched" ? batched : unbatched, user(w, i)),
           );
           runs[side].push(r.ops / r.seconds);
           lat[side].push(...r.latencies);

@@ -184,7 +184,6 @@ try {
   if (STATEMENTS) await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
   if (WAL_RECORDS) await pool.query("CREATE EXTENSION IF NOT EXISTS pg_walinspect");
   const user = (w: number, i: number) => benchUser(MODE, USERS, w, i);
-  const pair = (meter: Meter, u: string) => () => meterPair(meter, u);
   // `c2` is the batched meter with { concurrency: 2 } (others as BENCH_BATCH); PROFILE_REPS
   // rounds of every side in turn, so load from elsewhere hits them alike.
   const meters = new Map<string, Meter>([["batched", batched], ["unbatched", unbatched]]);
@@ -198,7 +197,7 @@ try {
   for (let rep = 0; rep < Number(process.env.PROFILE_REPS ?? 1); rep++) for (const side of SIDES) {
     const meter = meters.get(side) ?? unbatched;
     // Warm up (plans, prepared statements, connections), then measure.
-    await loadFor(CLIENTS, 500, (w, i) => (side === "baseline" ? baselinePair(pool, user(w, i)) : pair(meter, user(w, i))()));
+    await loadFor(CLIENTS, 500, (w, i) => (side === "baseline" ? baselinePair(pool, user(w, i)) : meterPair(meter, user(w, i))));
     const stats = side === "baseline" ? null : instrument(internalsOf(meter).pool);
     const loop = monitorEventLoopDelay({ resolution: 1 });
     loop.enable();
@@ -224,7 +223,7 @@ try {
     const lsn0 = WAL_RECORDS ? (await pool.query<{ l: string }>("SELECT pg_current_wal_insert_lsn()::text AS l")).rows[0]!.l : "";
     const cpu0 = process.cpuUsage();
     const pg0 = postgresTicks(db.port);
-    const r = await loadFor(CLIENTS, SECONDS * 1000, (w, i) => (side === "baseline" ? baselinePair(pool, user(w, i)) : pair(meter, user(w, i))()));
+    const r = await loadFor(CLIENTS, SECONDS * 1000, (w, i) => (side === "baseline" ? baselinePair(pool, user(w, i)) : meterPair(meter, user(w, i))));
     const cpu = process.cpuUsage(cpu0);
     const pgTicks = postgresTicks(db.port) - pg0;
     const wal1 = await walStats(pool);
